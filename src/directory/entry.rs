@@ -1,0 +1,133 @@
+//! A directory entry as plain data: DN, attributes (text or bytes), anchor, disabled.
+
+use std::collections::BTreeMap;
+
+/// One attribute value. LDAP values are octet strings: those that are valid UTF-8 and not one of
+/// the flavor's binary attributes are `Text`; everything else is `Binary`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AttrValue {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl AttrValue {
+    /// Classify raw bytes: binary when asked to, or when the bytes are not UTF-8.
+    pub fn from_bytes(bytes: Vec<u8>, force_binary: bool) -> Self {
+        if force_binary {
+            return AttrValue::Binary(bytes);
+        }
+        match String::from_utf8(bytes) {
+            Ok(s) => AttrValue::Text(s),
+            Err(e) => AttrValue::Binary(e.into_bytes()),
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            AttrValue::Text(s) => s.as_bytes(),
+            AttrValue::Binary(b) => b,
+        }
+    }
+
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            AttrValue::Text(s) => Some(s),
+            AttrValue::Binary(_) => None,
+        }
+    }
+}
+
+/// An attribute: its name as the server spelled it, and its values in server order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attribute {
+    pub name: String,
+    pub values: Vec<AttrValue>,
+}
+
+/// A directory entry. Attribute names are case-insensitive (LDAP semantics): the map is keyed by
+/// the ASCII-lowercased name and keeps the server's spelling in [`Attribute::name`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub dn: String,
+    attrs: BTreeMap<String, Attribute>,
+    /// Immutable identity per flavor (objectGUID, entryUUID, or the DN for `generic`).
+    pub anchor: String,
+    /// Result of the client-side `disabledFilter` evaluation.
+    pub disabled: bool,
+}
+
+impl Entry {
+    pub fn new(dn: impl Into<String>) -> Self {
+        Entry {
+            dn: dn.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Append values to an attribute (created when absent).
+    pub fn push(&mut self, name: &str, value: AttrValue) {
+        self.attrs
+            .entry(name.to_ascii_lowercase())
+            .or_insert_with(|| Attribute {
+                name: name.to_string(),
+                values: Vec::new(),
+            })
+            .values
+            .push(value);
+    }
+
+    /// The attribute named `name`, looked up case-insensitively.
+    pub fn get(&self, name: &str) -> Option<&Attribute> {
+        self.attrs.get(&name.to_ascii_lowercase())
+    }
+
+    /// First value of an attribute.
+    pub fn first(&self, name: &str) -> Option<&AttrValue> {
+        self.get(name).and_then(|a| a.values.first())
+    }
+
+    /// First value as text (None when absent or binary).
+    pub fn first_text(&self, name: &str) -> Option<&str> {
+        self.first(name).and_then(AttrValue::as_text)
+    }
+
+    /// All attributes, ordered by lowercased name.
+    pub fn attributes(&self) -> impl Iterator<Item = &Attribute> {
+        self.attrs.values()
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Attribute> {
+        self.attrs.remove(&name.to_ascii_lowercase())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_lookup_is_case_insensitive() {
+        let mut e = Entry::new("CN=Ann,DC=x");
+        e.push("givenName", AttrValue::Text("Ann".into()));
+        e.push("GIVENNAME", AttrValue::Text("Anna".into()));
+        assert_eq!(e.first_text("givenname"), Some("Ann"));
+        assert_eq!(e.get("GivenName").unwrap().values.len(), 2);
+        assert_eq!(e.get("givenName").unwrap().name, "givenName");
+    }
+
+    #[test]
+    fn non_utf8_is_binary() {
+        assert_eq!(
+            AttrValue::from_bytes(vec![0xff, 0x00], false),
+            AttrValue::Binary(vec![0xff, 0])
+        );
+        assert_eq!(
+            AttrValue::from_bytes(b"ok".to_vec(), true),
+            AttrValue::Binary(b"ok".to_vec())
+        );
+        assert_eq!(
+            AttrValue::from_bytes(b"ok".to_vec(), false),
+            AttrValue::Text("ok".into())
+        );
+    }
+}

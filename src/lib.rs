@@ -1,0 +1,12 @@
+//! carbonite-sync: keep Carbonite backup accounts in step with Active Directory.
+//!
+//! The crate is a library plus a thin binary (`main.rs`). See ARCHITECTURE.md for the map.
+
+pub mod carbonite;
+pub mod cli;
+pub mod config;
+pub mod directory;
+pub mod emulator;
+pub mod error;
+pub mod output;
+pub mod template;
