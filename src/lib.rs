@@ -9,4 +9,5 @@ pub mod directory;
 pub mod emulator;
 pub mod error;
 pub mod output;
+pub mod schema;
 pub mod template;
