@@ -14,6 +14,9 @@ pub enum ColorChoice {
     Never,
 }
 
+/// A buffer capturing one stream in tests.
+pub type Captured = Arc<Mutex<Vec<u8>>>;
+
 #[derive(Clone)]
 enum Sink {
     Std,
@@ -50,7 +53,7 @@ impl Output {
     }
 
     /// Capturing output for tests; colour off.
-    pub fn capture() -> (Self, Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>) {
+    pub fn capture() -> (Self, Captured, Captured) {
         let out = Arc::new(Mutex::new(Vec::new()));
         let err = Arc::new(Mutex::new(Vec::new()));
         let o = Output {

@@ -169,7 +169,7 @@ fn init_logging(global: &GlobalArgs, color: bool) {
     };
     // Our own crate at the chosen level; dependencies one notch quieter unless -vvv.
     let directive = if global.verbose >= 3 {
-        format!("{level}")
+        level.to_string()
     } else {
         format!("warn,carbonite_sync={level}")
     };

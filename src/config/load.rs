@@ -94,7 +94,7 @@ pub fn load(dir: &Path) -> Result<super::model::Config, LoadError> {
     let mut validator = Validator::new(dir, &sources);
     let config = validator.validate(docs);
     diags.extend(validator.into_diagnostics());
-    diags.sort_by(|a, b| a.loc.cmp(&b.loc));
+    diags.sort_by_key(|d| d.loc);
     diags.dedup();
     match config {
         Some(mut c) if diags.is_empty() && structural_ok => {
