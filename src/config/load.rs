@@ -91,9 +91,12 @@ pub fn load(dir: &Path) -> Result<super::model::Config, LoadError> {
     }
 
     let structural_ok = diags.is_empty();
+    let no_files = diags.iter().any(|d| d.loc.is_none());
     let mut validator = Validator::new(dir, &sources);
     let config = validator.validate(docs);
-    diags.extend(validator.into_diagnostics());
+    if !no_files {
+        diags.extend(validator.into_diagnostics());
+    }
     diags.sort_by_key(|d| d.loc);
     diags.dedup();
     match config {
@@ -272,18 +275,28 @@ fn read_one(
             }
         }
         Err(e) => {
-            let hint = if text
+            // A tab in indentation: point at it, whatever the parser's position.
+            let tab_line = text
                 .lines()
-                .any(|l| l.starts_with('\t') || l.trim_start_matches(' ').starts_with('\t'))
-            {
-                Some("YAML indentation must use spaces, not tabs")
-            } else {
-                None
+                .position(|l| l.trim_start_matches(' ').starts_with('\t'));
+            let d = match tab_line {
+                Some(i) => {
+                    let line = text.lines().nth(i).unwrap_or("");
+                    let col = line.find('\t').unwrap_or(0) as u32 + 1;
+                    let offset = node::offset_of(&text, i as u32 + 1, col);
+                    let loc = Loc {
+                        file: id,
+                        line: i as u32 + 1,
+                        col,
+                        offset,
+                        len: 1,
+                    };
+                    Diagnostic::at(loc, "invalid YAML: a tab character is used for indentation")
+                        .with_label("tab")
+                        .with_hint("YAML indentation must use spaces, not tabs")
+                }
+                None => Diagnostic::at(e.loc, format!("invalid YAML: {}", e.message)),
             };
-            let mut d = Diagnostic::at(e.loc, format!("invalid YAML: {}", e.message));
-            if let Some(h) = hint {
-                d = d.with_hint(h);
-            }
             diags.push(d);
         }
     }

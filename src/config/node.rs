@@ -171,14 +171,29 @@ impl<'de> Deserialize<'de> for Parsed {
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
                 let mut entries = Vec::new();
-                while let Some(k) = map.next_key()? {
+                // Keys are read as strings: `on:` is the key "on", not the boolean true.
+                while let Some(k) = map.next_key::<serde_saphyr::Spanned<KeyString>>()? {
                     let v = map.next_value()?;
-                    entries.push((k, v));
+                    let key = serde_saphyr::Spanned::new(
+                        Parsed(PKind::Str(k.value.0)),
+                        k.referenced,
+                        k.defined,
+                    );
+                    entries.push((key, v));
                 }
                 Ok(Parsed(PKind::Map(entries)))
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A mapping key, always taken as its string spelling.
+struct KeyString(String);
+
+impl<'de> Deserialize<'de> for KeyString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(KeyString)
     }
 }
 
@@ -1119,6 +1134,19 @@ mod tests {
         let e = parse_documents(0, "a: b\n c: [\n").unwrap_err();
         assert!(e.loc.line >= 1);
         assert!(!e.message.is_empty());
+    }
+
+    #[test]
+    fn keys_are_strings() {
+        let n = parse_one("on: [created]\nyes: 1\n1: x\n");
+        let keys: Vec<_> = match &n.kind {
+            NodeKind::Map(e) => e
+                .iter()
+                .map(|(k, _)| k.as_scalar_string().unwrap())
+                .collect(),
+            _ => panic!(),
+        };
+        assert_eq!(keys, ["on", "yes", "1"]);
     }
 
     #[test]

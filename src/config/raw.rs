@@ -388,7 +388,24 @@ pub enum Region {
     Fr,
 }
 
+fn region_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"enum": ["us", "emea", "apac", "fr"], "description": "`us`, `emea`, `apac` or `fr` -> https://red-<region>.mysecuredatavault.com"})
+}
+
 impl Region {
+    /// The region names.
+    pub const NAMES: &'static [&'static str] = &["us", "emea", "apac", "fr"];
+
+    pub fn parse(s: &str) -> Option<Region> {
+        Some(match s {
+            "us" => Region::Us,
+            "emea" => Region::Emea,
+            "apac" => Region::Apac,
+            "fr" => Region::Fr,
+            _ => return None,
+        })
+    }
+
     pub fn base_url(self) -> String {
         let r = match self {
             Region::Us => "us",
@@ -406,7 +423,8 @@ impl Region {
 pub struct CarboniteRaw {
     /// `us`, `emea`, `apac` or `fr`.
     #[serde(default)]
-    pub region: Option<Sp<Region>>,
+    #[schemars(schema_with = "region_schema")]
+    pub region: Option<Sp<String>>,
     /// Base URL instead of a region (white-label vaults).
     #[serde(default)]
     pub base_url: Option<Sp<String>>,

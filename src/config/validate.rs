@@ -322,7 +322,27 @@ impl<'a> Validator<'a> {
                     Some("e.g. `region: us`, or `emulator: {}` to try things out locally".into());
                 None
             }
-            (Some(r), None, None) => Some(CarboniteTarget::Url(r.value.base_url())),
+            (Some(r), None, None) => match raw::Region::parse(&r.value) {
+                Some(region) => Some(CarboniteTarget::Url(region.base_url())),
+                None => {
+                    let d = self.err(
+                        r.loc,
+                        format!(
+                            "unknown region `{}`, expected one of us, emea, apac, fr",
+                            r.value
+                        ),
+                    );
+                    d.hint = Some(
+                        match did_you_mean(&r.value, raw::Region::NAMES.iter().copied()) {
+                            Some(s) => format!(
+                                "did you mean `{s}`? (or give `baseUrl` for a white-label vault)"
+                            ),
+                            None => "or give `baseUrl` for a white-label vault".into(),
+                        },
+                    );
+                    None
+                }
+            },
             (None, Some(u), None) => {
                 match url::Url::parse(&u.value) {
                     Ok(parsed)
