@@ -2,6 +2,8 @@
 //!
 //! Everything above this module sees plain [`Entry`] values.
 
+pub mod dn;
 pub mod entry;
+pub mod filter;
 
 pub use entry::{AttrValue, Entry};
