@@ -591,7 +591,10 @@ impl<'a> Parser<'a> {
         };
         if let Some(hi) = hex_digit(next) {
             let Some(lo) = self.bytes.get(at + 2).copied().and_then(hex_digit) else {
-                return Err(self.error(at, "'\\' must be followed by two hex digits or a special character"));
+                return Err(self.error(
+                    at,
+                    "'\\' must be followed by two hex digits or a special character",
+                ));
             };
             self.pos += 3;
             return Ok(hi << 4 | lo);
@@ -807,7 +810,13 @@ mod tests {
 
     fn arb_dn() -> impl Strategy<Value = Dn> {
         let ava = (
-            prop_oneof![Just("cn"), Just("OU"), Just("dc"), Just("2.5.4.3"), Just("x-Y1")],
+            prop_oneof![
+                Just("cn"),
+                Just("OU"),
+                Just("dc"),
+                Just("2.5.4.3"),
+                Just("x-Y1")
+            ],
             arb_value(),
             any::<bool>(),
         )

@@ -59,10 +59,7 @@ pub fn is_valid_attribute_description(description: &str) -> bool {
     };
     type_ok
         && parts.all(|opt| {
-            !opt.is_empty()
-                && opt
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+            !opt.is_empty() && opt.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
         })
 }
 
@@ -168,7 +165,10 @@ mod tests {
         e.push("cn;lang-en", AttrValue::Text("Anne".into()));
         e.push("cn-x", AttrValue::Text("no".into()));
         e.push("cnx", AttrValue::Text("no".into()));
-        let seen: Vec<_> = e.values_with_subtypes("CN").filter_map(AttrValue::as_text).collect();
+        let seen: Vec<_> = e
+            .values_with_subtypes("CN")
+            .filter_map(AttrValue::as_text)
+            .collect();
         assert_eq!(seen, ["Ann", "Anne"]);
         let seen: Vec<_> = e
             .values_with_subtypes("cn;LANG-EN")
@@ -180,10 +180,17 @@ mod tests {
 
     #[test]
     fn attribute_descriptions() {
-        for ok in ["cn", "msDS-User-Account-Control-Computed", "2.5.4.3", "cn;lang-en;x-1"] {
+        for ok in [
+            "cn",
+            "msDS-User-Account-Control-Computed",
+            "2.5.4.3",
+            "cn;lang-en;x-1",
+        ] {
             assert!(is_valid_attribute_description(ok), "{ok}");
         }
-        for bad in ["", "1cn", "-cn", "c n", "2.5..4", "2.5.", "cn;", "cn;a_b", "cn:", "é"] {
+        for bad in [
+            "", "1cn", "-cn", "c n", "2.5..4", "2.5.", "cn;", "cn;a_b", "cn:", "é",
+        ] {
             assert!(!is_valid_attribute_description(bad), "{bad}");
         }
         assert_eq!(attribute_type("userCertificate;binary"), "userCertificate");

@@ -166,7 +166,9 @@ impl Filter {
                 const ONLY: &str = "only the bitwise rules 1.2.840.113556.1.4.803 (AND) and \
                                     1.2.840.113556.1.4.804 (OR) are supported";
                 match rule.as_deref() {
-                    None => return unsupported(&format!("extensible match without a rule; {ONLY}")),
+                    None => {
+                        return unsupported(&format!("extensible match without a rule; {ONLY}"));
+                    }
                     Some(BIT_AND_RULE | BIT_OR_RULE) => {}
                     Some(other) => {
                         return unsupported(&format!("matching rule '{other}'; {ONLY}"));
@@ -242,13 +244,13 @@ impl Filter {
             },
             Filter::Present { attr } => entry.values_with_subtypes(attr).next().is_some().into(),
             Filter::Equality { attr, value } | Filter::Approx { attr, value } => {
-                if attribute_type(attr).eq_ignore_ascii_case("objectCategory") {
-                    if let Ok(assertion) = std::str::from_utf8(value) {
-                        return entry
-                            .values_with_subtypes(attr)
-                            .any(|v| object_category_matches(v, assertion))
-                            .into();
-                    }
+                if attribute_type(attr).eq_ignore_ascii_case("objectCategory")
+                    && let Ok(assertion) = std::str::from_utf8(value)
+                {
+                    return entry
+                        .values_with_subtypes(attr)
+                        .any(|v| object_category_matches(v, assertion))
+                        .into();
                 }
                 let binary = binary_attribute(attr, is_binary);
                 let assertion = Prepared::new(value, binary, true, true);
@@ -428,13 +430,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn compare_ordering(value: &AttrValue, assertion: &[u8], binary: bool) -> std::cmp::Ordering {
-    if !binary {
-        if let (Some(v), Ok(a)) = (value.as_text(), std::str::from_utf8(assertion)) {
-            if let (Some(v), Some(a)) = (parse_integer(v.as_bytes()), parse_integer(a.as_bytes())) {
-                return v.cmp(&a);
-            }
-            return normalize_case_ignore(v).cmp(&normalize_case_ignore(a));
+    if !binary && let (Some(v), Ok(a)) = (value.as_text(), std::str::from_utf8(assertion)) {
+        if let (Some(v), Some(a)) = (parse_integer(v.as_bytes()), parse_integer(a.as_bytes())) {
+            return v.cmp(&a);
         }
+        return normalize_case_ignore(v).cmp(&normalize_case_ignore(a));
     }
     value.as_bytes().cmp(assertion)
 }
@@ -532,7 +532,11 @@ fn write_filter(out: &mut String, filter: &Filter) {
     out.push('(');
     match filter {
         Filter::And(parts) | Filter::Or(parts) => {
-            out.push(if matches!(filter, Filter::And(_)) { '&' } else { '|' });
+            out.push(if matches!(filter, Filter::And(_)) {
+                '&'
+            } else {
+                '|'
+            });
             for part in parts {
                 write_filter(out, part);
             }
@@ -692,10 +696,7 @@ impl Parser<'_> {
                         Some(_) => {
                             return Err(self.error(
                                 self.pos,
-                                format!(
-                                    "expected '(' to start a filter inside '{}'",
-                                    op as char
-                                ),
+                                format!("expected '(' to start a filter inside '{}'", op as char),
                             ));
                         }
                     }
@@ -756,10 +757,7 @@ impl Parser<'_> {
                     ));
                 }
                 if self.bytes.get(self.pos + 1) != Some(&b'=') {
-                    return Err(self.error(
-                        self.pos,
-                        format!("expected '=' after '{}'", c as char),
-                    ));
+                    return Err(self.error(self.pos, format!("expected '=' after '{}'", c as char)));
                 }
                 self.pos += 2;
                 let value = self.parse_value(false, open)?.parts.remove(0);
@@ -771,10 +769,9 @@ impl Parser<'_> {
             }
             Some(b':') => self.parse_extensible(attr, open),
             None if open.is_some() => Err(self.unclosed(open.unwrap_or_default())),
-            _ if attr.is_empty() => Err(self.error(
-                op_at,
-                "expected an attribute description, '&', '|' or '!'",
-            )),
+            _ if attr.is_empty() => {
+                Err(self.error(op_at, "expected an attribute description, '&', '|' or '!'"))
+            }
             None => Err(self.error(op_at, format!("expected an operator after '{attr}'"))),
             Some(c) if c.is_ascii_whitespace() => Err(self.error(
                 op_at,
@@ -849,11 +846,7 @@ impl Parser<'_> {
         })
     }
 
-    fn item_from_starred(
-        &self,
-        attr: String,
-        value: StarredValue,
-    ) -> Result<Filter, FilterError> {
+    fn item_from_starred(&self, attr: String, value: StarredValue) -> Result<Filter, FilterError> {
         let StarredValue { mut parts, stars } = value;
         if parts.len() == 1 {
             let value = parts.remove(0);
@@ -997,9 +990,15 @@ mod tests {
             ),
             ("(o=univ*of*mich*)", "(o=univ*of*mich*)"),
             ("(seeAlso=)", "(seeAlso=)"),
-            ("(cn:caseExactMatch:=Fred Flintstone)", "(cn:caseExactMatch:=Fred Flintstone)"),
+            (
+                "(cn:caseExactMatch:=Fred Flintstone)",
+                "(cn:caseExactMatch:=Fred Flintstone)",
+            ),
             ("(cn:=Betty Rubble)", "(cn:=Betty Rubble)"),
-            ("(sn:dn:2.4.6.8.10:=Barney Rubble)", "(sn:dn:2.4.6.8.10:=Barney Rubble)"),
+            (
+                "(sn:dn:2.4.6.8.10:=Barney Rubble)",
+                "(sn:dn:2.4.6.8.10:=Barney Rubble)",
+            ),
             ("(o:dn:=Ace Industry)", "(o:dn:=Ace Industry)"),
             ("(:1.2.3:=Wilma Flintstone)", "(:1.2.3:=Wilma Flintstone)"),
             ("(:DN:2.4.6.8.10:=Dino)", "(:dn:2.4.6.8.10:=Dino)"),
@@ -1011,7 +1010,10 @@ mod tests {
             (r"(filename=C:\5cMyFile)", r"(filename=C:\5cMyFile)"),
             (r"(bin=\00\00\00\04)", r"(bin=\00\00\00\04)"),
             (r"(sn=Lu\c4\8di\c4\87)", "(sn=Lučić)"),
-            (r"(1.3.6.1.4.1.1466.0=\04\02\48\69)", r"(1.3.6.1.4.1.1466.0=\04\02Hi)"),
+            (
+                r"(1.3.6.1.4.1.1466.0=\04\02\48\69)",
+                r"(1.3.6.1.4.1.1466.0=\04\02Hi)",
+            ),
             ("(cn;lang-en>=M)", "(cn;lang-en>=M)"),
             ("(cn~=Jon)", "(cn~=Jon)"),
             ("(uSNChanged<=100)", "(uSNChanged<=100)"),
@@ -1145,12 +1147,32 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         let cases = [
-            ("(&(a=1)(cn:caseExactMatch:=x))", "(cn:caseExactMatch:=x)", "caseExactMatch"),
+            (
+                "(&(a=1)(cn:caseExactMatch:=x))",
+                "(cn:caseExactMatch:=x)",
+                "caseExactMatch",
+            ),
             ("(cn:=x)", "(cn:=x)", "without a rule"),
-            ("(:1.2.840.113556.1.4.803:=2)", "(:1.2.840.113556.1.4.803:=2)", "needs an attribute"),
-            ("(uac:dn:1.2.840.113556.1.4.803:=2)", "(uac:dn:1.2.840.113556.1.4.803:=2)", ":dn"),
-            ("(uac:1.2.840.113556.1.4.804:=x)", "(uac:1.2.840.113556.1.4.804:=x)", "integer"),
-            ("(member:1.2.840.113556.1.4.1941:=cn=g)", "1.2.840.113556.1.4.1941", "1.2.840.113556.1.4.1941"),
+            (
+                "(:1.2.840.113556.1.4.803:=2)",
+                "(:1.2.840.113556.1.4.803:=2)",
+                "needs an attribute",
+            ),
+            (
+                "(uac:dn:1.2.840.113556.1.4.803:=2)",
+                "(uac:dn:1.2.840.113556.1.4.803:=2)",
+                ":dn",
+            ),
+            (
+                "(uac:1.2.840.113556.1.4.804:=x)",
+                "(uac:1.2.840.113556.1.4.804:=x)",
+                "integer",
+            ),
+            (
+                "(member:1.2.840.113556.1.4.1941:=cn=g)",
+                "1.2.840.113556.1.4.1941",
+                "1.2.840.113556.1.4.1941",
+            ),
         ];
         for (input, construct, reason) in cases {
             let err = parse(input).client_side_support().unwrap_err();
@@ -1181,7 +1203,10 @@ mod tests {
         assert!(hits("(userAccountControl:1.2.840.113556.1.4.803:=34)", &e));
         assert!(!hits("(userAccountControl:1.2.840.113556.1.4.803:=66)", &e));
         assert!(hits("(userAccountControl:1.2.840.113556.1.4.804:=66)", &e));
-        assert!(!hits("(userAccountControl:1.2.840.113556.1.4.804:=65536)", &e));
+        assert!(!hits(
+            "(userAccountControl:1.2.840.113556.1.4.804:=65536)",
+            &e
+        ));
         // Negative values are two's complement (a global security group).
         let g = entry(&[("groupType", "-2147483646")]);
         assert!(hits("(groupType:1.2.840.113556.1.4.803:=2147483648)", &g));
@@ -1244,7 +1269,11 @@ mod tests {
 
     #[test]
     fn ordering_integer_or_string() {
-        let e = entry(&[("uSNChanged", "1000"), ("sn", "Miller"), ("when", "20240102000000.0Z")]);
+        let e = entry(&[
+            ("uSNChanged", "1000"),
+            ("sn", "Miller"),
+            ("when", "20240102000000.0Z"),
+        ]);
         assert!(hits("(uSNChanged>=999)", &e));
         assert!(hits("(uSNChanged>=1000)", &e));
         assert!(!hits("(uSNChanged>=1001)", &e));
@@ -1313,7 +1342,10 @@ mod tests {
             "(objectCategory=cn=person,cn=schema,cn=configuration,dc=CORP,dc=example)",
             &person
         ));
-        assert!(!hits("(objectCategory=cn=person,cn=schema,dc=other)", &person));
+        assert!(!hits(
+            "(objectCategory=cn=person,cn=schema,dc=other)",
+            &person
+        ));
         let ou = entry(&[(
             "objectCategory",
             "CN=Organizational-Unit,CN=Schema,CN=Configuration,DC=corp",
@@ -1377,7 +1409,9 @@ mod tests {
                 proptest::collection::vec(arb_part(), 0..3),
                 proptest::option::of(arb_part()),
             )
-                .prop_filter("some part", |(_, i, a, f)| i.is_some() || !a.is_empty() || f.is_some())
+                .prop_filter("some part", |(_, i, a, f)| i.is_some()
+                    || !a.is_empty()
+                    || f.is_some())
                 .prop_map(|(attr, initial, any, r#final)| Filter::Substrings {
                     attr,
                     initial,

@@ -5,5 +5,6 @@
 pub mod dn;
 pub mod entry;
 pub mod filter;
+pub mod ldif;
 
 pub use entry::{AttrValue, Entry};
