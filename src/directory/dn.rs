@@ -148,7 +148,18 @@ pub struct Dn {
 impl Dn {
     /// Parse an RFC 4514 string. The empty string (or only spaces) is the root DN.
     pub fn parse(input: &str) -> Result<Dn, DnError> {
-        Parser::new(input).parse_dn()
+        let rdns = Parser::new(input).parse_dn()?;
+        Ok(Dn {
+            rdns: rdns.into_iter().map(Rdn::new).collect(),
+        })
+    }
+
+    /// Check that `input` is a valid DN without building the normalised form (cheaper than
+    /// [`Dn::parse`] when only the error matters).
+    pub fn validate(input: &str) -> Result<(), DnError> {
+        let mut parser = Parser::new(input);
+        parser.collect = false;
+        parser.parse_dn().map(drop)
     }
 
     /// The root DN (no RDNs).
@@ -261,6 +272,15 @@ impl std::str::FromStr for Dn {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Dn::parse(s)
     }
+}
+
+/// The value of the first `type=value` of a DN's leftmost RDN, without parsing the rest:
+/// `Person` for `CN=Person,CN=Schema,...`. `None` when the DN does not start with a valid pair
+/// or the value is a `#hex` BER value.
+pub(crate) fn first_ava_value(input: &str) -> Option<Vec<u8>> {
+    let mut parser = Parser::new(input);
+    let ava = parser.parse_ava().ok()?;
+    (!ava.ber).then_some(ava.value)
 }
 
 /// Search scope, as in an LDAP search request.
@@ -391,6 +411,8 @@ struct Parser<'a> {
     input: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    /// False when only validating: nothing is allocated.
+    collect: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -399,6 +421,7 @@ impl<'a> Parser<'a> {
             input,
             bytes: input.as_bytes(),
             pos: 0,
+            collect: true,
         }
     }
 
@@ -425,21 +448,31 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn parse_dn(mut self) -> Result<Dn, DnError> {
+    fn keep<T>(&self, into: &mut Vec<T>, item: T) {
+        if self.collect {
+            into.push(item);
+        }
+    }
+
+    /// The RDNs as written, leftmost first.
+    fn parse_dn(mut self) -> Result<Vec<Vec<Ava>>, DnError> {
         let mut rdns = Vec::new();
         self.skip_spaces();
         if self.peek().is_none() {
-            return Ok(Dn { rdns });
+            return Ok(rdns);
         }
         loop {
-            let mut avas = vec![self.parse_ava()?];
+            let mut avas = Vec::new();
+            let first = self.parse_ava()?;
+            self.keep(&mut avas, first);
             while self.peek() == Some(b'+') {
                 self.pos += 1;
-                avas.push(self.parse_ava()?);
+                let next = self.parse_ava()?;
+                self.keep(&mut avas, next);
             }
-            rdns.push(Rdn::new(avas));
+            self.keep(&mut rdns, avas);
             match self.peek() {
-                None => return Ok(Dn { rdns }),
+                None => return Ok(rdns),
                 Some(b',' | b';') => {
                     self.pos += 1;
                     self.skip_spaces();
@@ -472,13 +505,17 @@ impl<'a> Parser<'a> {
             _ => (self.parse_string_value()?, false),
         };
         Ok(Ava {
-            attr_type,
+            attr_type: if self.collect {
+                attr_type.to_string()
+            } else {
+                String::new()
+            },
             value,
             ber,
         })
     }
 
-    fn parse_attr_type(&mut self) -> Result<String, DnError> {
+    fn parse_attr_type(&mut self) -> Result<&'a str, DnError> {
         let start = self.pos;
         match self.peek() {
             Some(c) if c.is_ascii_alphabetic() => {
@@ -510,20 +547,21 @@ impl<'a> Parser<'a> {
                 return Err(self.error(self.pos, "expected an attribute type, found end of DN"));
             }
         }
-        Ok(self.input[start..self.pos].to_string())
+        Ok(&self.input[start..self.pos])
     }
 
     fn parse_hex_value(&mut self) -> Result<Vec<u8>, DnError> {
         self.pos += 1; // '#'
         let mut value = Vec::new();
+        let start = self.pos;
         while let Some(hi) = self.peek().and_then(hex_digit) {
             let Some(lo) = self.bytes.get(self.pos + 1).copied().and_then(hex_digit) else {
                 return Err(self.error(self.pos, "odd number of hex digits in '#' value"));
             };
-            value.push(hi << 4 | lo);
+            self.keep(&mut value, hi << 4 | lo);
             self.pos += 2;
         }
-        if value.is_empty() {
+        if self.pos == start {
             return Err(self.error(self.pos, "'#' must be followed by hex digits"));
         }
         self.skip_spaces();
@@ -544,9 +582,12 @@ impl<'a> Parser<'a> {
                     self.pos += 1;
                     break;
                 }
-                Some(b'\\') => value.push(self.parse_escape()?),
+                Some(b'\\') => {
+                    let byte = self.parse_escape()?;
+                    self.keep(&mut value, byte);
+                }
                 Some(c) => {
-                    value.push(c);
+                    self.keep(&mut value, c);
                     self.pos += 1;
                 }
             }
@@ -562,19 +603,23 @@ impl<'a> Parser<'a> {
     /// not part of it (escaped ones are).
     fn parse_string_value(&mut self) -> Result<Vec<u8>, DnError> {
         let mut value = Vec::new();
+        let mut len = 0;
         let mut significant = 0;
         while let Some(c) = self.peek() {
             match c {
                 b',' | b';' | b'+' => break,
                 b'\\' => {
-                    value.push(self.parse_escape()?);
-                    significant = value.len();
+                    let byte = self.parse_escape()?;
+                    self.keep(&mut value, byte);
+                    len += 1;
+                    significant = len;
                 }
                 _ => {
-                    value.push(c);
+                    self.keep(&mut value, c);
                     self.pos += 1;
+                    len += 1;
                     if c != b' ' {
-                        significant = value.len();
+                        significant = len;
                     }
                 }
             }
@@ -845,8 +890,8 @@ mod tests {
         }
 
         #[test]
-        fn parse_never_panics(s in "\\PC{0,40}") {
-            let _ = Dn::parse(&s);
+        fn parse_never_panics_and_validate_agrees(s in "\\PC{0,40}|[a-c= ,+;#\"\\\\0-9]{0,20}") {
+            prop_assert_eq!(Dn::validate(&s).err(), Dn::parse(&s).err());
         }
 
         #[test]

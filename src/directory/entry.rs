@@ -92,6 +92,18 @@ impl Entry {
 
     /// Append values to an attribute (created when absent).
     pub fn push(&mut self, name: &str, value: AttrValue) {
+        // Look up without allocating a lowercased key: readers push millions of values.
+        let mut buf = [0u8; 64];
+        if let Some(key) = buf.get_mut(..name.len()) {
+            key.copy_from_slice(name.as_bytes());
+            key.make_ascii_lowercase();
+            if let Ok(key) = std::str::from_utf8(key)
+                && let Some(attr) = self.attrs.get_mut(key)
+            {
+                attr.values.push(value);
+                return;
+            }
+        }
         self.attrs
             .entry(name.to_ascii_lowercase())
             .or_insert_with(|| Attribute {

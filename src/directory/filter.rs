@@ -18,7 +18,7 @@
 
 use std::fmt::{self, Write as _};
 
-use super::dn::{Dn, hex_digit, normalize_case_ignore, prepare_case_ignore};
+use super::dn::{Dn, first_ava_value, hex_digit, normalize_case_ignore, prepare_case_ignore};
 use super::entry::{AttrValue, Entry, attribute_type, is_valid_attribute_description};
 
 /// The LDAP_MATCHING_RULE_BIT_AND extensible matching rule (Active Directory).
@@ -203,6 +203,9 @@ impl Filter {
     ///   with the DN's first RDN value, `organizationalUnit` <-> `Organizational-Unit`, and
     ///   `user`, `contact` and `inetOrgPerson` map to `Person` as in Active Directory. An
     ///   assertion that is itself a DN is compared as a DN.
+    /// - `=` on the common DN-valued attributes (`member`, `memberOf`, `manager`,
+    ///   `distinguishedName`, ...) also matches a value that is the same DN spelled
+    ///   differently (spaces after commas, `\2C` for `\,`).
     /// - A filter on an attribute the entry lacks is false, so `(!(x=1))` matches entries
     ///   without `x`, as real servers do for attributes in their schema. Only constructs
     ///   outside [`Filter::client_side_support`] (and bitwise rules on non-integer values) are
@@ -254,9 +257,25 @@ impl Filter {
                 }
                 let binary = binary_attribute(attr, is_binary);
                 let assertion = Prepared::new(value, binary, true, true);
+                // DN-valued attributes also match a differently spelled DN
+                // (`cn=a, ou=b` = `CN=A,OU=B`).
+                let assertion_dn = DN_ATTRIBUTES
+                    .iter()
+                    .any(|a| attribute_type(attr).eq_ignore_ascii_case(a))
+                    .then(|| std::str::from_utf8(value).ok())
+                    .flatten()
+                    .and_then(|s| Dn::parse(s).ok())
+                    .filter(|dn| !dn.is_root());
                 entry
                     .values_with_subtypes(attr)
-                    .any(|v| assertion.equals(v, binary))
+                    .any(|v| {
+                        assertion.equals(v, binary)
+                            || assertion_dn.as_ref().is_some_and(|a| {
+                                v.as_text()
+                                    .and_then(|t| Dn::parse(t).ok())
+                                    .is_some_and(|d| d == *a)
+                            })
+                    })
                     .into()
             }
             Filter::Substrings {
@@ -328,6 +347,19 @@ impl Filter {
         }
     }
 }
+
+/// Attributes with DN syntax whose `=` also compares values as DNs (RFC 4514 normalised).
+const DN_ATTRIBUTES: &[&str] = &[
+    "distinguishedName",
+    "member",
+    "memberOf",
+    "manager",
+    "directReports",
+    "managedBy",
+    "owner",
+    "seeAlso",
+    "secretary",
+];
 
 /// LDAP's three-valued filter result (RFC 4511 §4.5.1.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -460,14 +492,12 @@ fn object_category_matches(value: &AttrValue, assertion: &str) -> bool {
             _ => normalize_case_ignore(value) == normalize_case_ignore(assertion),
         };
     }
-    let value_category = match Dn::parse(value) {
-        Ok(dn) if value.contains('=') => dn
-            .rdns()
-            .first()
-            .and_then(|rdn| rdn.avas().first())
-            .and_then(|ava| ava.value_str())
-            .map(category_key),
-        _ => Some(category_key(value)),
+    let value_category = if value.contains('=') {
+        first_ava_value(value)
+            .and_then(|v| String::from_utf8(v).ok())
+            .map(|v| category_key(&v))
+    } else {
+        Some(category_key(value))
     };
     value_category == Some(category_key(assertion))
 }
@@ -1360,6 +1390,29 @@ mod tests {
         assert!(!hits("(objectCategory=computer)", &short));
         assert!(!hits("(objectCategory=person)", &entry(&[])));
         assert!(hits("(!(objectCategory=person))", &entry(&[])));
+    }
+
+    #[test]
+    fn dn_valued_attributes_compare_as_dns() {
+        let e = entry(&[
+            ("memberOf", r"CN=Sync Users,OU=Groups,DC=corp,DC=example"),
+            ("manager", r"CN=Lee\, Ann,OU=Staff,DC=corp"),
+            ("description", "CN=A,DC=x"),
+        ]);
+        assert!(hits(
+            "(memberOf=cn=sync users, ou=groups, dc=corp, dc=example)",
+            &e
+        ));
+        assert!(!hits(
+            "(memberOf=cn=other,ou=groups,dc=corp,dc=example)",
+            &e
+        ));
+        // In a filter a DN's backslash is itself escaped: \5c.
+        assert!(hits(r"(manager=cn=lee\5c2c ann,ou=staff,dc=corp)", &e));
+        assert!(hits(r"(manager=CN=Lee\5c, Ann,OU=Staff,DC=corp)", &e));
+        // Other attributes compare as strings.
+        assert!(hits("(description=cn=a,dc=x)", &e));
+        assert!(!hits("(description=cn=a, dc=x)", &e));
     }
 
     #[test]

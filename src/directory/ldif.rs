@@ -91,7 +91,7 @@ pub fn parse_ldif(input: &[u8], is_binary: &dyn Fn(&str) -> bool) -> Result<Vec<
                 let dn = value_bytes(name, spec).map_err(error)?;
                 let dn = String::from_utf8(dn)
                     .map_err(|_| error("the DN is not valid UTF-8".to_string()))?;
-                if let Err(e) = Dn::parse(&dn) {
+                if let Err(e) = Dn::validate(&dn) {
                     return Err(error(format!("invalid DN '{dn}': {e}")));
                 }
                 current = Some(Entry::new(dn));
