@@ -558,6 +558,14 @@ impl fmt::Display for Filter {
     }
 }
 
+impl std::str::FromStr for Filter {
+    type Err = FilterError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Filter::parse(s)
+    }
+}
+
 fn write_filter(out: &mut String, filter: &Filter) {
     out.push('(');
     match filter {
@@ -1095,6 +1103,10 @@ mod tests {
     #[test]
     fn bare_filters_and_whitespace_like_ldapsearch() {
         assert_eq!(parse("objectClass=user"), eq("objectClass", b"user"));
+        assert_eq!(
+            "objectClass=user".parse::<Filter>(),
+            Ok(eq("objectClass", b"user"))
+        );
         assert_eq!(parse("  (objectClass=user)\n"), eq("objectClass", b"user"));
         assert_eq!(parse("&(a=1)(b=2)"), parse("(&(a=1)(b=2))"));
         assert_eq!(parse("!(a=1)"), parse("(!(a=1))"));
