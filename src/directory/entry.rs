@@ -37,6 +37,32 @@ impl AttrValue {
     }
 }
 
+/// The attribute type of an attribute description: `cn` for `cn;lang-en`.
+pub fn attribute_type(description: &str) -> &str {
+    description.split(';').next().unwrap_or(description)
+}
+
+/// Whether `description` is a valid RFC 4512 attribute description: a name
+/// (`ALPHA *(ALPHA / DIGIT / "-")`) or a numeric OID, then any `;option`s
+/// (`1*(ALPHA / DIGIT / "-")`).
+pub fn is_valid_attribute_description(description: &str) -> bool {
+    let mut parts = description.split(';');
+    let attr_type = parts.next().unwrap_or_default().as_bytes();
+    let type_ok = match attr_type.first() {
+        Some(c) if c.is_ascii_alphabetic() => attr_type
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-'),
+        Some(c) if c.is_ascii_digit() => attr_type
+            .split(|c| *c == b'.')
+            .all(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit)),
+        _ => false,
+    };
+    type_ok
+        && parts.all(|opt| {
+            !opt.is_empty() && opt.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        })
+}
+
 /// An attribute: its name as the server spelled it, and its values in server order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attribute {
@@ -66,6 +92,18 @@ impl Entry {
 
     /// Append values to an attribute (created when absent).
     pub fn push(&mut self, name: &str, value: AttrValue) {
+        // Look up without allocating a lowercased key: readers push millions of values.
+        let mut buf = [0u8; 64];
+        if let Some(key) = buf.get_mut(..name.len()) {
+            key.copy_from_slice(name.as_bytes());
+            key.make_ascii_lowercase();
+            if let Ok(key) = std::str::from_utf8(key)
+                && let Some(attr) = self.attrs.get_mut(key)
+            {
+                attr.values.push(value);
+                return;
+            }
+        }
         self.attrs
             .entry(name.to_ascii_lowercase())
             .or_insert_with(|| Attribute {
@@ -79,6 +117,23 @@ impl Entry {
     /// The attribute named `name`, looked up case-insensitively.
     pub fn get(&self, name: &str) -> Option<&Attribute> {
         self.attrs.get(&name.to_ascii_lowercase())
+    }
+
+    /// The values an LDAP filter on `name` sees: those of `name` itself and, when `name` has no
+    /// options, those of its subtypes with options (`cn;lang-en` for `cn`, RFC 4512 §2.5).
+    pub fn values_with_subtypes<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a AttrValue> {
+        let key = name.to_ascii_lowercase();
+        let exact = self.attrs.get(&key);
+        // Keys `name;...` sort between `name;` and `name<` (';' + 1 == '<').
+        let subtypes = (!key.contains(';'))
+            .then(|| self.attrs.range(format!("{key};")..format!("{key}<")))
+            .into_iter()
+            .flatten()
+            .map(|(_, attr)| attr);
+        exact
+            .into_iter()
+            .chain(subtypes)
+            .flat_map(|attr| attr.values.iter())
     }
 
     /// First value of an attribute.
@@ -113,6 +168,44 @@ mod tests {
         assert_eq!(e.first_text("givenname"), Some("Ann"));
         assert_eq!(e.get("GivenName").unwrap().values.len(), 2);
         assert_eq!(e.get("givenName").unwrap().name, "givenName");
+    }
+
+    #[test]
+    fn subtypes_are_seen_by_their_base_name() {
+        let mut e = Entry::new("CN=Ann,DC=x");
+        e.push("cn", AttrValue::Text("Ann".into()));
+        e.push("cn;lang-en", AttrValue::Text("Anne".into()));
+        e.push("cn-x", AttrValue::Text("no".into()));
+        e.push("cnx", AttrValue::Text("no".into()));
+        let seen: Vec<_> = e
+            .values_with_subtypes("CN")
+            .filter_map(AttrValue::as_text)
+            .collect();
+        assert_eq!(seen, ["Ann", "Anne"]);
+        let seen: Vec<_> = e
+            .values_with_subtypes("cn;LANG-EN")
+            .filter_map(AttrValue::as_text)
+            .collect();
+        assert_eq!(seen, ["Anne"]);
+        assert_eq!(e.values_with_subtypes("sn").count(), 0);
+    }
+
+    #[test]
+    fn attribute_descriptions() {
+        for ok in [
+            "cn",
+            "msDS-User-Account-Control-Computed",
+            "2.5.4.3",
+            "cn;lang-en;x-1",
+        ] {
+            assert!(is_valid_attribute_description(ok), "{ok}");
+        }
+        for bad in [
+            "", "1cn", "-cn", "c n", "2.5..4", "2.5.", "cn;", "cn;a_b", "cn:", "é",
+        ] {
+            assert!(!is_valid_attribute_description(bad), "{bad}");
+        }
+        assert_eq!(attribute_type("userCertificate;binary"), "userCertificate");
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //!
 //! Everything above this module sees plain [`Entry`] values.
 
+pub mod dn;
 pub mod entry;
+pub mod filter;
+pub mod ldif;
 
 pub use entry::{AttrValue, Entry};
