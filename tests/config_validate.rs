@@ -330,3 +330,41 @@ fn missing_directory() {
         r.stderr
     );
 }
+
+#[test]
+fn bad_ldap_filter_and_dn() {
+    let m = MAPPING
+        .replace(
+            "(&(objectClass=user)(employeeID=*))",
+            "\"(&(objectClass=user)(employeeID=*)\"",
+        )
+        .replace("OU=Staff,DC=corp", "OU=Staff,,DC=corp");
+    let i = INTEGRATION.replace(
+        "flavor: active-directory",
+        "flavor: active-directory\n    disabledFilter: (cn:caseExactMatch:=x)",
+    );
+    let e = broken(&[
+        ("mappings/employees.yaml", m.as_bytes()),
+        ("integration.yaml", i.as_bytes()),
+    ]);
+    assert_located(&e, 3);
+    insta::assert_snapshot!(e);
+}
+
+#[test]
+fn ldif_source_only_takes_client_side_filters() {
+    let i = INTEGRATION.replace(
+        "    ldap:\n      url: ldaps://dc1.corp.example:636\n      bindDn: CN=svc-carbonite,OU=Service,DC=corp,DC=example\n      password: { env: LDAP_BIND_PASSWORD }\n      baseDn: DC=corp,DC=example\n",
+        "    ldif: { path: users.ldif, baseDn: \"DC=corp,DC=example\" }\n",
+    );
+    let m = MAPPING.replace(
+        "(&(objectClass=user)(employeeID=*))",
+        "(&(objectClass=user)(manager:dn:=CN=Boss))",
+    );
+    let e = broken(&[
+        ("integration.yaml", i.as_bytes()),
+        ("mappings/employees.yaml", m.as_bytes()),
+    ]);
+    assert_located(&e, 1);
+    insta::assert_snapshot!(e);
+}

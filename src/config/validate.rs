@@ -609,7 +609,12 @@ impl<'a> Validator<'a> {
 
     fn filter(&mut self, f: &Sp<String>, client_side: bool) {
         if let Err(e) = syntax::check_filter(&f.value, client_side) {
-            let loc = shift(f.loc, e.offset, self.sources);
+            let chars = f
+                .value
+                .get(..e.offset)
+                .map(|p| p.chars().count())
+                .unwrap_or(0);
+            let loc = shift(f.loc, chars, self.sources);
             self.err(loc, format!("invalid LDAP filter: {}", e.message))
                 .hint = e.hint;
         }
