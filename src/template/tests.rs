@@ -1,0 +1,3 @@
+//! Engine-level tests: context names, functions, checks, rendering.
+
+use super::*;
