@@ -22,7 +22,8 @@
 //! `formats.<name>`. Reserved names ([`RESERVED_NAMES`]) and functions (`lookup`, `secret`,
 //! `format`, `range`, `dict`, `namespace`) win over attribute names; extra variables
 //! ([`RenderContext::with_var`]) come next. Binary values are bytes: they print as standard
-//! base64, and `guid` / `sid` receive the raw bytes. `none` (e.g. a JSON `null`) prints as empty.
+//! base64, and `guid` / `sid` receive the raw bytes. `none` (e.g. a JSON `null`) prints as empty;
+//! booleans print as `true` / `false`.
 //!
 //! Filters beyond minijinja's built-ins: `normalize`, `ascii`, `regex_replace`, `split`, `guid`,
 //! `sid`, `filetime`, `gentime`, `urlencode`, `base64` (see [`filters`] for exact behaviour).
@@ -590,7 +591,8 @@ fn format_cycles(
     issues
 }
 
-/// The formatter: bytes print as base64, none as empty; then escape for the template's usage.
+/// The formatter: bytes print as base64, none as empty, booleans as `true`/`false` (JSON
+/// style, not Python's `True`); then escape for the template's usage.
 fn format_value(
     out: &mut minijinja::Output,
     state: &mut minijinja::State,
@@ -605,6 +607,8 @@ fn format_value(
             &owned
         }
         ValueKind::None | ValueKind::Undefined => "",
+        ValueKind::Bool if value.is_true() => "true",
+        ValueKind::Bool => "false",
         _ => match value.as_str() {
             Some(s) => s,
             None => {
