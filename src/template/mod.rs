@@ -44,13 +44,15 @@
 //! `application/x-www-form-urlencoded`, or nothing for text. `| safe` opts out. Other usages
 //! never escape; use `| urlencode` for values inside URLs.
 
+#![warn(missing_docs)]
+
 mod check;
 mod context;
 mod error;
 pub mod filters;
 mod lookup;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -87,7 +89,7 @@ pub struct EngineSettings {
 }
 
 /// How printed values are escaped in a webhook body (its `messageType`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Escape {
     /// `text`: no escaping.
     #[default]
@@ -113,7 +115,7 @@ impl Escape {
 
 /// Where a template is used. Decides whether `secret()` is allowed (SPEC §3: only in Webhook
 /// url/headers/query/body and Endpoint headers/query) and how a webhook body escapes values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Usage {
     /// A Mapping attribute value (ends up in plans).
     Attribute,
@@ -194,6 +196,8 @@ pub struct TemplateEngine {
     functions: BTreeSet<String>,
     regexes: Arc<RegexCache>,
     compiled: Vec<Compiled>,
+    /// Identical (source, usage, kind) compile to one template.
+    dedup: HashMap<(String, Usage, bool), usize>,
 }
 
 /// minijinja's built-in filters; probed at construction, so the list may be a superset.
@@ -295,7 +299,9 @@ impl TemplateEngine {
     pub fn new(settings: EngineSettings) -> Result<Self, Vec<FormatIssue>> {
         let regexes = Arc::new(RegexCache::default());
         let mut env = Environment::new();
-        env.set_debug(false);
+        // Debug mode makes undefined-value errors name the expression ("`mial` is undefined").
+        // Its snapshot of referenced values is never displayed by us.
+        env.set_debug(true);
         env.set_undefined_behavior(match settings.undefined {
             Undefined::Lenient => UndefinedBehavior::Chainable,
             Undefined::Strict => UndefinedBehavior::SemiStrict,
@@ -367,6 +373,7 @@ impl TemplateEngine {
             functions,
             regexes,
             compiled: Vec::new(),
+            dedup: HashMap::new(),
         })
     }
 
@@ -403,12 +410,20 @@ impl TemplateEngine {
         check::check_expression(expr, usage, &self.known()).issues
     }
 
-    /// Check and compile a template once, for rendering many times.
+    /// Check and compile a template once, for rendering many times. Compiling the same source
+    /// for the same usage again returns the same handle.
     pub fn compile(
         &mut self,
         source: &str,
         usage: Usage,
     ) -> Result<CompiledTemplate, Vec<TemplateIssue>> {
+        let key = (source.to_string(), usage, false);
+        if let Some(&index) = self.dedup.get(&key) {
+            return Ok(CompiledTemplate {
+                engine: self.id,
+                index,
+            });
+        }
         let issues = self.check(source, usage);
         if !issues.is_empty() {
             return Err(issues);
@@ -417,6 +432,7 @@ impl TemplateEngine {
         let name = format!("t{index}{}", usage.escape().suffix());
         self.add(&name, source)?;
         self.compiled.push(Compiled { name, usage });
+        self.dedup.insert(key, index);
         Ok(CompiledTemplate {
             engine: self.id,
             index,
@@ -429,6 +445,13 @@ impl TemplateEngine {
         expr: &str,
         usage: Usage,
     ) -> Result<CompiledCondition, Vec<TemplateIssue>> {
+        let key = (expr.to_string(), usage, true);
+        if let Some(&index) = self.dedup.get(&key) {
+            return Ok(CompiledCondition {
+                engine: self.id,
+                index,
+            });
+        }
         let issues = self.check_expression(expr, usage);
         if !issues.is_empty() {
             return Err(issues);
@@ -439,6 +462,7 @@ impl TemplateEngine {
         // problem in the expression's own coordinates.
         self.add(&name, &format!("{{% if ({expr}) %}}1{{% endif %}}"))?;
         self.compiled.push(Compiled { name, usage });
+        self.dedup.insert(key, index);
         Ok(CompiledCondition {
             engine: self.id,
             index,

@@ -363,7 +363,7 @@ fn strict_errors_on_undefined_but_allows_tests() {
     let err = render_with(&mut engine, "x\n{{ nothing }}", Usage::Attribute, &ctx).unwrap_err();
     match &err {
         RenderError::Template { message, line } => {
-            assert!(message.contains("undefined"), "{message}");
+            assert_eq!(message, "undefined value: `nothing` is undefined");
             assert_eq!(*line, Some(2));
         }
         other => panic!("{other:?}"),
@@ -986,4 +986,53 @@ fn the_probed_name_lists_match_the_environment() {
             "{f} must win over attributes"
         );
     }
+}
+
+#[test]
+fn strict_lookup_accepts_an_undefined_name_with_default() {
+    let mut engine = TemplateEngine::new(settings(Undefined::Strict, &[])).unwrap();
+    let out = render_with(
+        &mut engine,
+        "{{ lookup('userGroups', nothing, default='Staff') }}",
+        Usage::Attribute,
+        &ctx(),
+    )
+    .unwrap();
+    assert_eq!(out, "g-staff");
+}
+
+#[test]
+fn engine_and_context_are_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TemplateEngine>();
+    assert_send_sync::<RenderContext>();
+    assert_send_sync::<CompiledTemplate>();
+}
+
+#[test]
+fn functions_work_inside_macros_and_loops() {
+    assert_eq!(
+        render("{% macro g(d) %}{{ lookup('userGroups', d) }}{% endmacro %}{{ g(department) }}"),
+        "g-sales"
+    );
+    assert_eq!(
+        render("{% for d in ['staff', 'sales'] %}{{ lookup('userGroups', d) }};{% endfor %}"),
+        "g-staff;g-sales;"
+    );
+    assert_eq!(
+        render("{% macro m() %}{{ formats.first }}{% endmacro %}{{ m() }}"),
+        "Zoë"
+    );
+}
+
+#[test]
+fn identical_templates_share_a_handle() {
+    let mut engine = engine();
+    let a = engine.compile("{{ sn }}", Usage::Attribute).unwrap();
+    let b = engine.compile("{{ sn }}", Usage::Attribute).unwrap();
+    let c = engine
+        .compile("{{ sn }}", Usage::WebhookBody(Escape::Json))
+        .unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
 }
