@@ -157,6 +157,9 @@ impl<'s, 'k> Checker<'s, 'k> {
         let end = usize::try_from(span.end_offset)
             .unwrap_or(usize::MAX)
             .min(self.source.len());
+        if start >= end {
+            return start;
+        }
         let from = from.clamp(start, end);
         self.source
             .get(from..end)

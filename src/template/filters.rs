@@ -501,8 +501,13 @@ pub fn gentime_to_rfc3339(s: &str) -> Result<String, String> {
     let offset_secs = match rest {
         "Z" | "z" => 0,
         _ if rest.len() == 5 && (rest.starts_with('+') || rest.starts_with('-')) => {
-            let hh: i32 = rest[1..3].parse().map_err(|_| bad())?;
-            let mm: i32 = rest[3..5].parse().map_err(|_| bad())?;
+            let part = |r: std::ops::Range<usize>| -> Result<i32, String> {
+                rest.get(r)
+                    .filter(|d| d.bytes().all(|c| c.is_ascii_digit()))
+                    .and_then(|d| d.parse().ok())
+                    .ok_or_else(bad)
+            };
+            let (hh, mm) = (part(1..3)?, part(3..5)?);
             let secs = hh * 3600 + mm * 60;
             if rest.starts_with('-') { -secs } else { secs }
         }
@@ -828,6 +833,9 @@ mod tests {
             "202304011200.5Z",
             "20230401120000Q",
             "２０２３04011200Z",
+            "20230401120000+1é2",
+            "20230401120000+2400x",
+            "20230401120000+-100",
         ] {
             assert!(gentime_to_rfc3339(bad).is_err(), "{bad}");
         }

@@ -683,6 +683,11 @@ fn conditions_are_truthiness() {
     assert!(eval("all.memberOf"));
     assert!(!eval("all.nothing"));
     assert!(eval("mail\n  and givenName"), "multi-line expressions");
+    assert!(
+        !eval("sn == '%}{{ x }}{% if'"),
+        "tag delimiters inside strings"
+    );
+    assert!(eval("'%}' ~ sn != ''"));
 }
 
 #[test]
@@ -1035,4 +1040,42 @@ fn identical_templates_share_a_handle() {
         .unwrap();
     assert_eq!(a, b);
     assert_ne!(a, c);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any source, checked and (when valid) rendered against any attribute bytes: never a
+        /// panic, only issues or errors.
+        #[test]
+        fn arbitrary_templates_never_panic(
+            source in prop_oneof![
+                "\\PC{0,60}",
+                "\\{\\{ [a-z|() ',]{0,30} \\}\\}",
+                "\\{% [a-z =|()']{0,30} %\\}",
+            ],
+            bytes in proptest::collection::vec(any::<u8>(), 0..24),
+        ) {
+            let mut engine = engine();
+            let _ = engine.check(&source, Usage::Attribute);
+            let _ = engine.check_expression(&source, Usage::Condition);
+            let mut e = (*entry()).clone();
+            e.push("blob", AttrValue::Binary(bytes));
+            let ctx = ctx().with_entry(Arc::new(e));
+            if let Ok(t) = engine.compile(&source, Usage::Attribute) {
+                let _ = engine.render(&t, &ctx);
+            }
+            if let Ok(c) = engine.compile_expression(&source, Usage::Condition) {
+                let _ = engine.eval_condition(&c, &ctx);
+            }
+            for filter in ["guid", "sid", "filetime", "gentime", "normalize", "ascii", "split"] {
+                let t = engine.compile(&format!("{{{{ blob | {filter} }}}}"), Usage::Attribute).unwrap();
+                let _ = engine.render(&t, &ctx);
+            }
+        }
+    }
 }
