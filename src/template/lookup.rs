@@ -194,7 +194,7 @@ fn single(
 }
 
 /// The text a [`LookupMode::Placeholder`] lookup renders for an unresolved name.
-pub fn placeholder(table: &str, name: &str) -> String {
+pub(crate) fn placeholder(table: &str, name: &str) -> String {
     format!("<unresolved:{table}/{}>", name.trim())
 }
 
