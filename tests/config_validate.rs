@@ -368,3 +368,23 @@ fn ldif_source_only_takes_client_side_filters() {
     assert_located(&e, 1);
     insta::assert_snapshot!(e);
 }
+
+#[test]
+fn template_errors() {
+    let m = MAPPING
+        .replace("\"{{ givenName }}\"", "\"{{ givenName \"")
+        .replace("\"{{ sn }}\"", "\"{{ sn | titlecasee }}\"")
+        .replace("    Email:", "    UserCustom2: \"{{ secret('X') }}\"\n    UserCustom3: \"{{ nosuchfn(sn) }}\"\n    Email:");
+    let i = INTEGRATION.replace(
+        "  policy:",
+        "  formats:\n    corpEmail: \"{{ givenName | lowerr }}@corp.example\"\n  policy:",
+    );
+    let w = WEBHOOKS.replace("  steps:", "  when: \"user.department ==\"\n  steps:");
+    let e = broken(&[
+        ("mappings/employees.yaml", m.as_bytes()),
+        ("integration.yaml", i.as_bytes()),
+        ("hooks.yaml", w.as_bytes()),
+    ]);
+    assert_located(&e, 6);
+    insta::assert_snapshot!(e);
+}

@@ -1,22 +1,12 @@
 //! Checks of the languages embedded in YAML values: LDAP filters, DNs and templates.
-//! Adapters over `directory::{filter, dn}` and `template`, so validation sees one small API.
-
-use std::collections::BTreeSet;
-
-use super::validate::TemplatePlace;
+//! Adapters over `directory::{filter, dn}`, so validation sees one small API. Templates are
+//! checked with `template::TemplateEngine` directly.
 
 /// A problem inside a filter, at a character offset.
 pub struct SyntaxError {
     pub offset: usize,
     pub message: String,
     pub hint: Option<String>,
-}
-
-/// A template problem at a 1-based line/column of the template text.
-pub struct TemplateIssue {
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
 }
 
 /// Parse an LDAP filter; with `client_side`, also require the subset that carbonite-sync
@@ -51,13 +41,4 @@ fn char_to_byte(s: &str, chars: usize) -> usize {
         .nth(chars)
         .map(|(b, _)| b)
         .unwrap_or(s.len())
-}
-
-// INTEGRATION PENDING: replaced by template::TemplateEngine::check once that branch lands.
-pub fn check_template(
-    _source: &str,
-    _place: TemplatePlace,
-    _formats: &BTreeSet<String>,
-) -> Vec<TemplateIssue> {
-    Vec::new()
 }

@@ -13,22 +13,14 @@ use super::raw::{self, SecretRefRaw};
 use super::secret::{SecretRef, is_sensitive_key};
 use super::syntax;
 use crate::carbonite::profile;
-
-/// Where a template appears, which decides what it may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TemplatePlace {
-    /// Mapping attribute values and named formats: end up in plans, so no `secret()`.
-    Attribute,
-    /// Orchestration `when`: an expression, no `secret()`.
-    Condition,
-    /// Webhook url/headers/query/body, Endpoint headers/query: `secret()` allowed.
-    Request,
-}
+use crate::template::{self, EngineSettings, Escape, TemplateEngine, Usage};
 
 pub struct Validator<'a> {
     dir: &'a Path,
     sources: &'a SourceMap,
     diags: Vec<Diagnostic>,
+    /// Built from the Integration's templates settings and formats; checks every template.
+    engine: Option<TemplateEngine>,
 }
 
 impl<'a> Validator<'a> {
@@ -37,6 +29,7 @@ impl<'a> Validator<'a> {
             dir,
             sources,
             diags: Vec::new(),
+            engine: None,
         }
     }
 
@@ -109,10 +102,6 @@ impl<'a> Validator<'a> {
             .as_ref()
             .map(|i| i.directory.base_dn().to_string())
             .unwrap_or_default();
-        let formats: BTreeSet<String> = integration
-            .as_ref()
-            .map(|i| i.templates.formats.keys().cloned().collect())
-            .unwrap_or_default();
         let mappings = self.mappings(
             &docs.mappings,
             &endpoints,
@@ -120,10 +109,8 @@ impl<'a> Validator<'a> {
             &base_dn,
             is_ldif,
             flavor,
-            &formats,
         );
-        let orchestrations =
-            self.orchestrations(&docs.orchestrations, &webhooks, &extra_fields, &formats);
+        let orchestrations = self.orchestrations(&docs.orchestrations, &webhooks, &extra_fields);
 
         let integration = integration?;
         if !self.diags.is_empty() {
@@ -189,9 +176,35 @@ impl<'a> Validator<'a> {
             }
             formats.insert(name.value.clone(), tpl.value.clone());
         }
-        let format_names: BTreeSet<String> = formats.keys().cloned().collect();
-        for (_, tpl) in spec.formats.iter() {
-            self.template(tpl, TemplatePlace::Attribute, &format_names);
+        let undefined = match spec.templates.undefined.unwrap_or_default() {
+            UndefinedMode::Lenient => template::Undefined::Lenient,
+            UndefinedMode::Strict => template::Undefined::Strict,
+        };
+        match TemplateEngine::new(EngineSettings {
+            undefined,
+            formats: formats.clone(),
+        }) {
+            Ok(engine) => self.engine = Some(engine),
+            Err(issues) => {
+                for fi in issues {
+                    let loc = spec
+                        .formats
+                        .iter()
+                        .find(|(k, _)| k.value == fi.format)
+                        .map(|(_, v)| v.loc);
+                    match loc {
+                        Some(loc) => {
+                            let at =
+                                template_loc(loc, fi.issue.line, fi.issue.column, self.sources);
+                            self.err(at, format!("template: {}", fi.issue.message));
+                        }
+                        None => self.diags.push(Diagnostic::new(
+                            format!("format `{}`: {}", fi.format, fi.issue.message),
+                            None,
+                        )),
+                    }
+                }
+            }
         }
         Some(Integration {
             name: p.doc.metadata.name.value.clone(),
@@ -627,10 +640,26 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn template(&mut self, t: &Sp<String>, place: TemplatePlace, formats: &BTreeSet<String>) {
-        for issue in syntax::check_template(&t.value, place, formats) {
+    fn engine(&mut self) -> &TemplateEngine {
+        self.engine.get_or_insert_with(|| {
+            TemplateEngine::new(EngineSettings::default())
+                .expect("an engine without formats always builds")
+        })
+    }
+
+    fn template(&mut self, t: &Sp<String>, usage: Usage) {
+        let issues = self.engine().check(&t.value, usage);
+        for issue in issues {
             let loc = template_loc(t.loc, issue.line, issue.column, self.sources);
             self.err(loc, format!("template: {}", issue.message));
+        }
+    }
+
+    fn condition(&mut self, t: &Sp<String>) {
+        let issues = self.engine().check_expression(&t.value, Usage::Condition);
+        for issue in issues {
+            let loc = template_loc(t.loc, issue.line, issue.column, self.sources);
+            self.err(loc, format!("condition: {}", issue.message));
         }
     }
 
@@ -691,17 +720,16 @@ impl<'a> Validator<'a> {
                 None
             }
         };
-        let no_formats = BTreeSet::new();
         let mut query = Vec::new();
         for (k, v) in s.query.iter() {
             self.request_value(k, v, "query parameter");
-            self.template(v, TemplatePlace::Request, &no_formats);
+            self.template(v, Usage::EndpointQuery);
             query.push((k.value.clone(), v.value.clone()));
         }
         let mut headers = Vec::new();
         for (k, v) in s.headers.iter() {
             self.request_value(k, v, "header");
-            self.template(v, TemplatePlace::Request, &no_formats);
+            self.template(v, Usage::EndpointHeader);
             headers.push((k.value.clone(), v.value.clone()));
         }
         let pagination = match &s.pagination {
@@ -841,7 +869,6 @@ impl<'a> Validator<'a> {
         let default_timeout = integration
             .map(|i| i.carbonite.timeout)
             .unwrap_or(Duration::from_secs(30));
-        let no_formats = BTreeSet::new();
         let mut out = BTreeMap::new();
         for p in list {
             let s = &p.doc.spec;
@@ -849,14 +876,14 @@ impl<'a> Validator<'a> {
             let target = match (&s.url, &s.target, &s.path) {
                 (Some(u), None, None) => {
                     self.absolute_url(u);
-                    self.template(u, TemplatePlace::Request, &no_formats);
+                    self.template(u, Usage::WebhookUrl);
                     Some(WebhookTarget::Url(u.value.clone()))
                 }
                 (None, Some(_), Some(path)) => {
                     if !path.value.starts_with('/') {
                         self.err(path.loc, "a Carbonite path must start with `/`");
                     }
-                    self.template(path, TemplatePlace::Request, &no_formats);
+                    self.template(path, Usage::WebhookUrl);
                     Some(WebhookTarget::Carbonite {
                         path: path.value.clone(),
                     })
@@ -900,17 +927,23 @@ impl<'a> Validator<'a> {
             let mut headers = Vec::new();
             for (k, v) in s.headers.iter() {
                 self.request_value(k, v, "header");
-                self.template(v, TemplatePlace::Request, &no_formats);
+                self.template(v, Usage::WebhookHeader);
                 headers.push((k.value.clone(), v.value.clone()));
             }
             let mut query = Vec::new();
             for (k, v) in s.query.iter() {
                 self.request_value(k, v, "query parameter");
-                self.template(v, TemplatePlace::Request, &no_formats);
+                self.template(v, Usage::WebhookQuery);
                 query.push((k.value.clone(), v.value.clone()));
             }
             if let Some(b) = &s.body {
-                self.template(b, TemplatePlace::Request, &no_formats);
+                let escape = match s.message_type.unwrap_or_default() {
+                    MessageType::Json => Escape::Json,
+                    MessageType::Form => Escape::Form,
+                    MessageType::Xml => Escape::Xml,
+                    MessageType::Text => Escape::Text,
+                };
+                self.template(b, Usage::WebhookBody(escape));
             }
             let mut expect_status = Vec::new();
             for st in &s.expect_status {
@@ -950,7 +983,6 @@ impl<'a> Validator<'a> {
         base_dn: &str,
         is_ldif: bool,
         _flavor: Flavor,
-        formats: &BTreeSet<String>,
     ) -> Vec<Mapping> {
         let fields: Vec<&str> = USER_FIELDS
             .iter()
@@ -1055,11 +1087,7 @@ impl<'a> Validator<'a> {
                 }
                 let r = match &rule.value {
                     raw::AttributeRuleRaw::Template(t) => {
-                        self.template(
-                            &Sp::new(t.clone(), rule.loc),
-                            TemplatePlace::Attribute,
-                            formats,
-                        );
+                        self.template(&Sp::new(t.clone(), rule.loc), Usage::Attribute);
                         AttributeRule {
                             field: field.value.clone(),
                             value: t.clone(),
@@ -1070,7 +1098,7 @@ impl<'a> Validator<'a> {
                         }
                     }
                     raw::AttributeRuleRaw::Rule(full) => {
-                        self.template(&full.value, TemplatePlace::Attribute, formats);
+                        self.template(&full.value, Usage::Attribute);
                         AttributeRule {
                             field: field.value.clone(),
                             value: full.value.value.clone(),
@@ -1158,7 +1186,6 @@ impl<'a> Validator<'a> {
         list: &[Parsed<raw::OrchestrationSpec>],
         webhooks: &BTreeMap<String, Webhook>,
         extra_fields: &[String],
-        formats: &BTreeSet<String>,
     ) -> Vec<Orchestration> {
         let fields: Vec<&str> = USER_FIELDS
             .iter()
@@ -1201,7 +1228,7 @@ impl<'a> Validator<'a> {
                 }
             }
             if let Some(w) = &s.when {
-                self.template(w, TemplatePlace::Condition, formats);
+                self.condition(w);
             }
             if s.steps.is_empty() {
                 self.err(
