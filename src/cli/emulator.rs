@@ -32,11 +32,18 @@ pub struct Args {
     )]
     pub rate_limits: RateLimitsArg,
     /// Faults: error=P,timeout=P,reset=P,drop=P,latency=DUR,seed=N (probabilities per request).
-    #[arg(long, value_name = "SPEC")]
-    pub faults: Option<FaultConfig>,
+    #[arg(long, value_name = "SPEC", value_parser = parse_faults)]
+    pub faults: Option<Box<FaultConfig>>,
     /// How long a `timeout` fault holds a request before closing the connection.
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
     pub fault_timeout: Duration,
+}
+
+// Boxed: the fault settings would make this the one large variant of `Command`.
+fn parse_faults(s: &str) -> Result<Box<FaultConfig>, String> {
+    s.parse()
+        .map(Box::new)
+        .map_err(|e: emulator::FaultParseError| e.to_string())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -56,7 +63,7 @@ pub fn run(_global: &super::GlobalArgs, args: Args, out: &Output) -> CommandResu
         ))
         .with_hint("use --listen 127.0.0.1:PORT or [::1]:PORT"));
     }
-    let mut faults = args.faults.unwrap_or_default();
+    let mut faults = args.faults.map(|f| *f).unwrap_or_default();
     faults.timeout_hold = args.fault_timeout;
     let opts = EmulatorOptions {
         listen: args.listen,
