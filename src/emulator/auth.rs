@@ -247,6 +247,15 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_token_string_is_refused_without_panicking(token in ".{0,300}") {
+            let issuer = TokenIssuer::new(Duration::from_secs(60));
+            proptest::prop_assert!(issuer.verify(&token).is_err());
+            proptest::prop_assert!(issuer.verify_header(Some(&token)).is_err());
+        }
+    }
+
     #[test]
     fn secret_hash_round_trip() {
         let h = SecretHash::new("s3cret");

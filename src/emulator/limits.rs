@@ -114,7 +114,9 @@ fn wait_for_slot(window: &mut VecDeque<Instant>, rate: Rate, now: Instant) -> Du
     }
     // The slot frees when the call that is `count` calls back leaves the window.
     let blocking = window[window.len() - rate.count as usize];
-    (blocking + rate.per).saturating_duration_since(now)
+    blocking
+        .checked_add(rate.per)
+        .map_or(rate.per, |frees| frees.saturating_duration_since(now))
 }
 
 impl Limiter {
@@ -209,6 +211,17 @@ mod tests {
         assert!(limiter.admit("POST /api/users", true).is_err());
         limiter.clear();
         limiter.admit("GET /api/users", false).unwrap();
+    }
+
+    #[test]
+    fn absurd_windows_do_not_overflow() {
+        let limiter = Limiter::new(Limits {
+            per_route: "1/500000000y".parse().unwrap(),
+            creates: Limits::VENDOR.creates,
+        });
+        limiter.admit("GET /api/users", false).unwrap();
+        let wait = limiter.admit("GET /api/users", false).unwrap_err();
+        assert!(retry_after_secs(wait) > 1_000_000_000);
     }
 
     #[test]

@@ -381,6 +381,7 @@ pub fn positive_param(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
     use serde_json::json;
 
     #[test]
@@ -425,6 +426,46 @@ mod tests {
         assert!(unwrap_envelope(body.as_object().unwrap().clone(), "User", &mut errors).is_none());
         let keys: Vec<_> = errors.keys().cloned().collect();
         assert_eq!(keys, ["AuditMessage", "Email", "User"]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_body_is_answered_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            if let Ok(obj) = json_object(&bytes) {
+                let mut errors = FieldErrors::new();
+                if let Some(user) = unwrap_envelope(obj.clone(), "User", &mut errors) {
+                    let _ = user_patch(&user, &mut errors);
+                }
+                let _ = company_input(&obj, &mut errors);
+            }
+        }
+
+        #[test]
+        fn any_user_object_is_checked_without_panicking(
+            fields in proptest::collection::btree_map(
+                proptest::sample::select(USER_FIELDS.to_vec()).prop_map(String::from),
+                proptest::prop_oneof![
+                    proptest::strategy::Just(Value::Null),
+                    proptest::bool::ANY.prop_map(Value::Bool),
+                    proptest::num::i64::ANY.prop_map(|n| json!(n)),
+                    ".{0,300}".prop_map(Value::String),
+                ],
+                0..10,
+            )
+        ) {
+            let obj: Map<String, Value> = fields.into_iter().collect();
+            let mut errors = FieldErrors::new();
+            let p = user_patch(&obj, &mut errors);
+            // Whatever was accepted is well-formed.
+            if let Some(e) = &p.email {
+                proptest::prop_assert!(email_problem(e).is_none());
+            }
+        }
+
+        #[test]
+        fn any_query_string_is_parsed_without_panicking(raw in ".{0,200}") {
+            let _ = query_params(Some(&raw), &["pageNumber", "pageSize", "email"]);
+        }
     }
 
     #[test]
