@@ -9,5 +9,6 @@ pub mod directory;
 pub mod emulator;
 pub mod error;
 pub mod output;
+pub mod reconcile;
 pub mod schema;
 pub mod template;

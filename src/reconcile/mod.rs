@@ -1,0 +1,595 @@
+//! The reconcile core (SPEC §6): desired accounts and observed accounts in, a [`Plan`] out.
+//!
+//! PURE: no I/O, no clock, no network. Everything here is plain data so tests (and property
+//! tests) can drive it directly; the slow and fallible parts live at the edges.
+
+pub mod desired;
+pub mod fingerprint;
+pub mod plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use desired::{CompiledMapping, Desired, DesiredAccount};
+pub use plan::{
+    Action, Change, Conflict, ConflictKind, FieldChange, Guard, GuardStatus, Plan, Summary,
+};
+
+use crate::config::model::{Compare, GUID_FIELDS, Mapping, Orphans, Policy, Strength};
+
+/// An account as observed through the inbound endpoints. Empty values are not stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedAccount {
+    pub id: String,
+    /// Field -> non-empty value (PascalCase names).
+    pub fields: BTreeMap<String, String>,
+    /// Endpoints that listed it.
+    pub endpoints: BTreeSet<String>,
+}
+
+impl ObservedAccount {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.fields
+            .get(field)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// Per-mapping entry counts of the last complete pass (`<state>/baseline.json`).
+pub type Baseline = BTreeMap<String, u64>;
+
+/// Knobs of one pass.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `--mapping`: plan only these mappings (None: all).
+    pub only_mappings: Option<BTreeSet<String>>,
+    /// `--allow-destructive N`.
+    pub allow_destructive: Option<u64>,
+    /// Plan suspends/deletes at all (watch: only on full reads).
+    pub plan_destructive: bool,
+}
+
+/// Everything a pass decides on.
+pub struct Input<'a> {
+    pub mappings: &'a [Mapping],
+    pub policy: &'a Policy,
+    pub desired: &'a Desired,
+    pub observed: &'a [ObservedAccount],
+    /// Ids of accounts this tool suspended (`<state>/suspended.json`).
+    pub suspended_by_us: &'a BTreeSet<String>,
+    pub baseline: Option<&'a Baseline>,
+    /// Account fields that count for fingerprints: §5's User fields plus `extraFields`.
+    pub fingerprint_fields: &'a [String],
+    pub options: Options,
+}
+
+const STATUS: &str = "Status";
+const ACTIVE: &str = "Active";
+const SUSPENDED: &str = "Suspended";
+
+/// Compare two values under a rule's comparison (absent = null = "").
+pub fn values_equal(field: &str, a: Option<&str>, b: Option<&str>, compare: Compare) -> bool {
+    let a = a.filter(|s| !s.is_empty());
+    let b = b.filter(|s| !s.is_empty());
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => {
+            if GUID_FIELDS.contains(&field) {
+                return x.eq_ignore_ascii_case(y);
+            }
+            match compare {
+                Compare::Exact => x == y,
+                Compare::CaseInsensitive => x == y || x.to_lowercase() == y.to_lowercase(),
+                Compare::Trimmed => x.trim() == y.trim(),
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The namespace of a mapping: the accounts of the endpoints it reads.
+fn namespace(m: &Mapping) -> Vec<String> {
+    let mut e = m.endpoints.clone();
+    e.sort();
+    e.dedup();
+    e
+}
+
+/// Run the reconcile core.
+pub fn reconcile(input: &Input) -> Plan {
+    let mappings = input.mappings;
+    let policy = input.policy;
+    let mut plan = Plan::default();
+    plan.conflicts
+        .extend(input.desired.conflicts.iter().cloned());
+    let selected = |m: &Mapping| {
+        input
+            .options
+            .only_mappings
+            .as_ref()
+            .is_none_or(|s| s.contains(&m.name))
+    };
+
+    // Held keys per mapping: conflicts never lose their accounts.
+    let mut held: BTreeSet<(Vec<String>, String)> = input
+        .desired
+        .held
+        .iter()
+        .map(|(mi, k)| (namespace(&mappings[*mi]), k.clone()))
+        .collect();
+
+    // multiple_mappings: one anchor in two mappings.
+    let mut by_anchor: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+    for d in &input.desired.accounts {
+        if !d.anchor.is_empty() {
+            by_anchor.entry(&d.anchor).or_default().insert(d.mapping);
+        }
+    }
+    // duplicate_key_source: one key, two entries, in one namespace.
+    let mut by_key: BTreeMap<(Vec<String>, &str), usize> = BTreeMap::new();
+    for d in &input.desired.accounts {
+        *by_key
+            .entry((namespace(&mappings[d.mapping]), &d.key))
+            .or_default() += 1;
+    }
+    let mut valid: Vec<&DesiredAccount> = Vec::new();
+    for d in &input.desired.accounts {
+        let m = &mappings[d.mapping];
+        let ns = namespace(m);
+        let conflict = |kind, reason: String| Conflict {
+            kind,
+            mapping: Some(m.name.clone()),
+            key: Some(d.key.clone()),
+            dn: Some(d.dn.clone()),
+            account_id: None,
+            reason,
+        };
+        let in_mappings = by_anchor
+            .get(d.anchor.as_str())
+            .map(BTreeSet::len)
+            .unwrap_or(0);
+        if in_mappings > 1 {
+            let names: Vec<&str> = by_anchor[d.anchor.as_str()]
+                .iter()
+                .map(|i| mappings[*i].name.as_str())
+                .collect();
+            plan.conflicts.push(conflict(
+                ConflictKind::MultipleMappings,
+                format!("the entry is in scope of mappings {}", names.join(", ")),
+            ));
+            held.insert((ns, d.key.clone()));
+            continue;
+        }
+        let n = by_key[&(ns.clone(), d.key.as_str())];
+        if n > 1 {
+            plan.conflicts.push(conflict(
+                ConflictKind::DuplicateKeySource,
+                format!("{n} entries have {} {}", m.primary_key.ldap, d.key),
+            ));
+            held.insert((ns, d.key.clone()));
+            continue;
+        }
+        valid.push(d);
+    }
+
+    // Observed accounts per namespace, keyed by the namespace's key field.
+    let namespaces: BTreeSet<Vec<String>> = mappings.iter().map(namespace).collect();
+    let mut claimed: BTreeMap<&str, Vec<&DesiredAccount>> = BTreeMap::new(); // account id -> correlators
+    let mut seen_accounts: BTreeSet<&str> = BTreeSet::new();
+    let mut matched: Vec<(&DesiredAccount, &ObservedAccount)> = Vec::new();
+    let mut creates: Vec<&DesiredAccount> = Vec::new();
+    let mut managed_total = 0usize;
+    let mut orphans: Vec<(&Mapping, &ObservedAccount, String)> = Vec::new();
+
+    for ns in &namespaces {
+        let ns_mappings: Vec<&Mapping> = mappings.iter().filter(|m| &namespace(m) == ns).collect();
+        let key_field = ns_mappings[0].primary_key.carbonite.as_str();
+        let accounts: Vec<&ObservedAccount> = input
+            .observed
+            .iter()
+            .filter(|a| a.endpoints.iter().any(|e| ns.contains(e)))
+            .collect();
+        let mut by_value: BTreeMap<&str, Vec<&ObservedAccount>> = BTreeMap::new();
+        let mut unkeyed: Vec<&ObservedAccount> = Vec::new();
+        for a in &accounts {
+            seen_accounts.insert(&a.id);
+            match a.get(key_field) {
+                Some(k) => by_value.entry(k).or_default().push(a),
+                None => unkeyed.push(a),
+            }
+        }
+        let mut dup_keys = BTreeSet::new();
+        for (k, list) in &by_value {
+            if list.len() > 1 {
+                dup_keys.insert(*k);
+                held.insert((ns.clone(), k.to_string()));
+                for a in list {
+                    plan.conflicts.push(Conflict {
+                        kind: ConflictKind::DuplicateKeyObserved,
+                        mapping: None,
+                        key: Some(k.to_string()),
+                        dn: None,
+                        account_id: Some(a.id.clone()),
+                        reason: format!("{} accounts have {key_field} {k}", list.len()),
+                    });
+                }
+            } else {
+                managed_total += 1;
+            }
+        }
+        let ns_desired: Vec<&DesiredAccount> = valid
+            .iter()
+            .copied()
+            .filter(|d| &namespace(&mappings[d.mapping]) == ns)
+            .collect();
+        let mut desired_keys: BTreeSet<&str> = BTreeSet::new();
+        for d in &ns_desired {
+            desired_keys.insert(&d.key);
+            if dup_keys.contains(d.key.as_str()) {
+                continue; // its accounts are conflicts; the key is held
+            }
+            match by_value.get(d.key.as_str()) {
+                Some(list) => matched.push((d, list[0])),
+                None => {
+                    let m = &mappings[d.mapping];
+                    let mut outcome = None;
+                    for rule in &m.correlate {
+                        let Some(want) = d
+                            .entry
+                            .first_text(&rule.ldap)
+                            .map(str::trim)
+                            .filter(|v| !v.is_empty())
+                        else {
+                            continue;
+                        };
+                        let cands: Vec<&ObservedAccount> = unkeyed
+                            .iter()
+                            .copied()
+                            .filter(|a| {
+                                values_equal(
+                                    &rule.carbonite,
+                                    a.get(&rule.carbonite),
+                                    Some(want),
+                                    rule.compare,
+                                )
+                            })
+                            .collect();
+                        match cands.len() {
+                            0 => continue,
+                            1 => {
+                                outcome = Some(Ok(cands[0]));
+                                break;
+                            }
+                            n => {
+                                outcome = Some(Err(format!(
+                                    "{n} accounts without a key have {} {want}",
+                                    rule.carbonite
+                                )));
+                                break;
+                            }
+                        }
+                    }
+                    match outcome {
+                        Some(Ok(a)) => claimed.entry(&a.id).or_default().push(d),
+                        Some(Err(reason)) => {
+                            held.insert((ns.clone(), d.key.clone()));
+                            plan.conflicts.push(Conflict {
+                                kind: ConflictKind::AmbiguousCorrelation,
+                                mapping: Some(m.name.clone()),
+                                key: Some(d.key.clone()),
+                                dn: Some(d.dn.clone()),
+                                account_id: None,
+                                reason,
+                            });
+                        }
+                        None => creates.push(d),
+                    }
+                }
+            }
+        }
+        // Orphans: managed accounts whose key no in-scope entry has and no conflict holds.
+        let owned = ns_mappings.iter().all(|m| selected(m));
+        for (k, list) in &by_value {
+            if list.len() != 1
+                || desired_keys.contains(k)
+                || held.contains(&(ns.clone(), k.to_string()))
+            {
+                continue;
+            }
+            if owned && input.options.plan_destructive {
+                orphans.push((ns_mappings[0], list[0], k.to_string()));
+            }
+        }
+    }
+
+    // Correlation claims: an account claimed by two entries is ambiguous for both.
+    let mut adopts: Vec<(&DesiredAccount, &ObservedAccount)> = Vec::new();
+    let by_id: BTreeMap<&str, &ObservedAccount> =
+        input.observed.iter().map(|a| (a.id.as_str(), a)).collect();
+    let mut adopted_ids = BTreeSet::new();
+    for (id, ds) in &claimed {
+        if ds.len() == 1 {
+            adopts.push((ds[0], by_id[id]));
+            adopted_ids.insert(*id);
+        } else {
+            for d in ds {
+                let m = &mappings[d.mapping];
+                held.insert((namespace(m), d.key.clone()));
+                plan.conflicts.push(Conflict {
+                    kind: ConflictKind::AmbiguousCorrelation,
+                    mapping: Some(m.name.clone()),
+                    key: Some(d.key.clone()),
+                    dn: Some(d.dn.clone()),
+                    account_id: Some(id.to_string()),
+                    reason: format!("account {id} matches {} entries", ds.len()),
+                });
+            }
+        }
+    }
+    let conflicted_ids: BTreeSet<String> = plan
+        .conflicts
+        .iter()
+        .filter_map(|c| c.account_id.clone())
+        .collect();
+
+    let fp = |a: &ObservedAccount| Some(fingerprint::fingerprint(a, input.fingerprint_fields));
+    let mut changes: Vec<Change> = Vec::new();
+
+    // Adopt.
+    for (d, a) in &adopts {
+        let m = &mappings[d.mapping];
+        if !selected(m) {
+            continue;
+        }
+        let mut fields = vec![FieldChange {
+            name: m.primary_key.carbonite.clone(),
+            before: a.get(&m.primary_key.carbonite).map(str::to_string),
+            after: Some(d.key.clone()),
+        }];
+        for r in m.attributes.iter().filter(|r| r.field != STATUS) {
+            let want = d.fields.get(&r.field).cloned().flatten();
+            let have = a.get(&r.field);
+            let write = if r.create_only || r.strength == Strength::Weak {
+                have.is_none() && want.is_some()
+            } else if want.is_none() && r.omit_if_empty {
+                false
+            } else {
+                !values_equal(&r.field, have, want.as_deref(), r.compare)
+            };
+            if write {
+                fields.push(FieldChange {
+                    name: r.field.clone(),
+                    before: have.map(str::to_string),
+                    after: want,
+                });
+            }
+        }
+        changes.push(change(Action::Adopt, m, d, Some(a), fp(a), fields));
+        status_change(&mut changes, m, d, a, input.suspended_by_us, fp(a));
+    }
+
+    // Create.
+    if policy.create {
+        for d in &creates {
+            let m = &mappings[d.mapping];
+            if !selected(m) {
+                continue;
+            }
+            let mut fields = vec![FieldChange {
+                name: m.primary_key.carbonite.clone(),
+                before: None,
+                after: Some(d.key.clone()),
+            }];
+            for r in &m.attributes {
+                if let Some(Some(v)) = d.fields.get(&r.field) {
+                    fields.push(FieldChange {
+                        name: r.field.clone(),
+                        before: None,
+                        after: Some(v.clone()),
+                    });
+                }
+            }
+            let missing: Vec<&str> = desired::REQUIRED_FIELDS
+                .iter()
+                .copied()
+                .filter(|f| !fields.iter().any(|c| c.name == *f))
+                .collect();
+            if !missing.is_empty() {
+                plan.conflicts.push(Conflict {
+                    kind: ConflictKind::RequiredFieldEmpty,
+                    mapping: Some(m.name.clone()),
+                    key: Some(d.key.clone()),
+                    dn: Some(d.dn.clone()),
+                    account_id: None,
+                    reason: format!("cannot create without {}", missing.join(", ")),
+                });
+                continue;
+            }
+            changes.push(change(Action::Create, m, d, None, None, fields));
+        }
+    }
+
+    // Update, reactivate, suspend of matched accounts.
+    let mut unchanged = 0usize;
+    for (d, a) in &matched {
+        let m = &mappings[d.mapping];
+        if !selected(m) {
+            continue;
+        }
+        let before = changes.len();
+        if policy.update {
+            let mut fields = Vec::new();
+            for r in m
+                .attributes
+                .iter()
+                .filter(|r| r.field != STATUS && !r.create_only)
+            {
+                let want = d.fields.get(&r.field).cloned().flatten();
+                let have = a.get(&r.field);
+                let write = match r.strength {
+                    Strength::Weak => have.is_none() && want.is_some(),
+                    Strength::Strong => {
+                        let skip_empty = want.is_none() && r.omit_if_empty;
+                        !skip_empty && !values_equal(&r.field, have, want.as_deref(), r.compare)
+                    }
+                };
+                if write {
+                    fields.push(FieldChange {
+                        name: r.field.clone(),
+                        before: have.map(str::to_string),
+                        after: want,
+                    });
+                }
+            }
+            if !fields.is_empty() {
+                changes.push(change(Action::Update, m, d, Some(a), fp(a), fields));
+            }
+        }
+        status_change(&mut changes, m, d, a, input.suspended_by_us, fp(a));
+        if changes.len() == before {
+            unchanged += 1;
+        }
+    }
+
+    // Orphans.
+    for (m, a, key) in &orphans {
+        let fp = fp(a);
+        match policy.orphans {
+            Orphans::Ignore => {}
+            Orphans::Suspend => {
+                if a.get(STATUS) != Some(SUSPENDED) {
+                    changes.push(Change {
+                        action: Action::Suspend,
+                        mapping: m.name.clone(),
+                        key: key.clone(),
+                        dn: None,
+                        account_id: Some(a.id.clone()),
+                        observed_fingerprint: fp,
+                        orchestrations: Vec::new(),
+                        fields: vec![FieldChange {
+                            name: STATUS.into(),
+                            before: a.get(STATUS).map(str::to_string),
+                            after: Some(SUSPENDED.into()),
+                        }],
+                    });
+                }
+            }
+            Orphans::Delete => changes.push(Change {
+                action: Action::Delete,
+                mapping: m.name.clone(),
+                key: key.clone(),
+                dn: None,
+                account_id: Some(a.id.clone()),
+                observed_fingerprint: fp,
+                orchestrations: Vec::new(),
+                fields: Vec::new(),
+            }),
+        }
+    }
+
+    // Unmanaged: accounts without a key that nothing adopted or claimed.
+    let mut unmanaged = 0usize;
+    for ns in &namespaces {
+        let key_field = mappings
+            .iter()
+            .find(|m| &namespace(m) == ns)
+            .map(|m| m.primary_key.carbonite.as_str())
+            .unwrap_or_default();
+        for a in input
+            .observed
+            .iter()
+            .filter(|a| a.endpoints.iter().any(|e| ns.contains(e)))
+        {
+            if a.get(key_field).is_none()
+                && !adopted_ids.contains(a.id.as_str())
+                && !conflicted_ids.contains(&a.id)
+            {
+                unmanaged += 1;
+            }
+        }
+    }
+
+    changes.sort_by(|x, y| (x.action, &x.mapping, &x.key).cmp(&(y.action, &y.mapping, &y.key)));
+    plan.changes = changes;
+    guards::apply(&mut plan, input, managed_total);
+    plan.conflicts.sort_by(|x, y| {
+        (x.kind, &x.mapping, &x.key, &x.dn, &x.account_id).cmp(&(
+            y.kind,
+            &y.mapping,
+            &y.key,
+            &y.dn,
+            &y.account_id,
+        ))
+    });
+    let mut summary = Summary {
+        unchanged,
+        unmanaged,
+        conflict: plan.conflicts.len(),
+        ..Summary::default()
+    };
+    for c in &plan.changes {
+        *summary.count(c.action) += 1;
+    }
+    plan.summary = summary;
+    plan
+}
+
+fn change(
+    action: Action,
+    m: &Mapping,
+    d: &DesiredAccount,
+    a: Option<&ObservedAccount>,
+    fp: Option<String>,
+    fields: Vec<FieldChange>,
+) -> Change {
+    Change {
+        action,
+        mapping: m.name.clone(),
+        key: d.key.clone(),
+        dn: Some(d.dn.clone()),
+        account_id: a.map(|a| a.id.clone()),
+        observed_fingerprint: fp,
+        orchestrations: Vec::new(),
+        fields,
+    }
+}
+
+/// Status transitions of a matched or adopted account (SPEC §6.7): Active -> Suspended is a
+/// suspend; Suspended -> Active a reactivate, only for accounts this tool suspended.
+fn status_change(
+    changes: &mut Vec<Change>,
+    m: &Mapping,
+    d: &DesiredAccount,
+    a: &ObservedAccount,
+    suspended_by_us: &BTreeSet<String>,
+    fp: Option<String>,
+) {
+    let Some(want) = d.fields.get(STATUS).cloned().flatten() else {
+        return;
+    };
+    let have = a.get(STATUS).unwrap_or(ACTIVE);
+    let action = if have == ACTIVE && want == SUSPENDED {
+        Action::Suspend
+    } else if have == SUSPENDED && want == ACTIVE && suspended_by_us.contains(&a.id) {
+        Action::Reactivate
+    } else {
+        return;
+    };
+    changes.push(change(
+        action,
+        m,
+        d,
+        Some(a),
+        fp,
+        vec![FieldChange {
+            name: STATUS.into(),
+            before: Some(have.into()),
+            after: Some(want),
+        }],
+    ));
+}
+
+pub mod guards;
+
+#[cfg(test)]
+mod tests;
