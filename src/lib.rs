@@ -10,5 +10,6 @@ pub mod emulator;
 pub mod error;
 pub mod output;
 pub mod reconcile;
+pub mod render;
 pub mod schema;
 pub mod template;

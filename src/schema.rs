@@ -73,6 +73,25 @@ pub fn config_schemas() -> BTreeMap<String, Value> {
     out
 }
 
+/// The schema of `plan --format json` (and of saved plans' common part).
+pub fn plan_schema() -> Value {
+    let mut v = serde_json::to_value(schemars::schema_for!(
+        crate::render::json::JsonPlan<'static>
+    ))
+    .unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("$schema".into(), json!(DRAFT));
+    }
+    v
+}
+
+/// Every schema file under `schema/`: the config schemas and the plan schema.
+pub fn all_schemas() -> BTreeMap<String, Value> {
+    let mut all = config_schemas();
+    all.insert("plan.schema.json".into(), plan_schema());
+    all
+}
+
 /// Pretty JSON with a trailing newline, as committed.
 pub fn to_text(v: &Value) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();

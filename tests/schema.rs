@@ -6,7 +6,7 @@ use std::path::Path;
 #[test]
 fn committed_schemas_are_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let generated = carbonite_sync::schema::config_schemas();
+    let generated = carbonite_sync::schema::all_schemas();
     for (name, value) in &generated {
         let path = root.join("schema").join(name);
         let committed = std::fs::read_to_string(&path).unwrap_or_default();

@@ -14,7 +14,7 @@ pub struct Args {
 }
 
 pub fn run(_global: &super::GlobalArgs, args: Args, out: &Output) -> CommandResult {
-    let schemas = schema::config_schemas();
+    let schemas = schema::all_schemas();
     match args.out_dir {
         None => {
             let combined = schemas

@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 /// Actions, in execution order (SPEC §6.9).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Adopt,
@@ -42,7 +44,7 @@ impl Action {
 }
 
 /// One field of a change. `None` is absent, null and "" alike.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FieldChange {
     pub name: String,
     pub before: Option<String>,
@@ -50,7 +52,7 @@ pub struct FieldChange {
 }
 
 /// One planned operation on one account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Change {
     pub action: Action,
     pub mapping: String,
@@ -67,7 +69,9 @@ pub struct Change {
 }
 
 /// Why an entry or account is excluded (and its key held).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ConflictKind {
     EmptyKey,
@@ -96,7 +100,7 @@ impl ConflictKind {
 }
 
 /// One excluded entry or account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Conflict {
     pub kind: ConflictKind,
     pub mapping: Option<String>,
@@ -106,7 +110,7 @@ pub struct Conflict {
     pub reason: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GuardStatus {
     Ok,
@@ -116,7 +120,7 @@ pub enum GuardStatus {
 }
 
 /// The verdict of one guard.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Guard {
     pub name: String,
     pub mapping: Option<String>,
@@ -125,7 +129,7 @@ pub struct Guard {
 }
 
 /// Counts per action and of the other outcomes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     pub create: usize,
     pub adopt: usize,
