@@ -7,7 +7,7 @@ pub mod desired;
 pub mod fingerprint;
 pub mod plan;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub use desired::{CompiledMapping, Desired, DesiredAccount};
 pub use plan::{
@@ -109,33 +109,47 @@ pub fn reconcile(input: &Input) -> Plan {
             .as_ref()
             .is_none_or(|s| s.contains(&m.name))
     };
+    // Namespaces by index: `ns_of[mapping]` indexes `namespaces`.
+    let namespaces: Vec<Vec<String>> = mappings
+        .iter()
+        .map(namespace)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let ns_of: Vec<usize> = mappings
+        .iter()
+        .map(|m| {
+            namespaces
+                .iter()
+                .position(|n| *n == namespace(m))
+                .unwrap_or(0)
+        })
+        .collect();
 
     // Held keys per mapping: conflicts never lose their accounts.
-    let mut held: BTreeSet<(Vec<String>, String)> = input
+    let mut held: BTreeSet<(usize, String)> = input
         .desired
         .held
         .iter()
-        .map(|(mi, k)| (namespace(&mappings[*mi]), k.clone()))
+        .map(|(mi, k)| (ns_of[*mi], k.clone()))
         .collect();
 
     // multiple_mappings: one anchor in two mappings.
-    let mut by_anchor: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+    let mut by_anchor: HashMap<&str, BTreeSet<usize>> = HashMap::new();
     for d in &input.desired.accounts {
         if !d.anchor.is_empty() {
             by_anchor.entry(&d.anchor).or_default().insert(d.mapping);
         }
     }
     // duplicate_key_source: one key, two entries, in one namespace.
-    let mut by_key: BTreeMap<(Vec<String>, &str), usize> = BTreeMap::new();
+    let mut by_key: HashMap<(usize, &str), usize> = HashMap::new();
     for d in &input.desired.accounts {
-        *by_key
-            .entry((namespace(&mappings[d.mapping]), &d.key))
-            .or_default() += 1;
+        *by_key.entry((ns_of[d.mapping], &d.key)).or_default() += 1;
     }
     let mut valid: Vec<&DesiredAccount> = Vec::new();
     for d in &input.desired.accounts {
         let m = &mappings[d.mapping];
-        let ns = namespace(m);
+        let ns = ns_of[d.mapping];
         let conflict = |kind, reason: String| Conflict {
             kind,
             mapping: Some(m.name.clone()),
@@ -160,7 +174,7 @@ pub fn reconcile(input: &Input) -> Plan {
             held.insert((ns, d.key.clone()));
             continue;
         }
-        let n = by_key[&(ns.clone(), d.key.as_str())];
+        let n = by_key[&(ns, d.key.as_str())];
         if n > 1 {
             plan.conflicts.push(conflict(
                 ConflictKind::DuplicateKeySource,
@@ -173,36 +187,43 @@ pub fn reconcile(input: &Input) -> Plan {
     }
 
     // Observed accounts per namespace, keyed by the namespace's key field.
-    let namespaces: BTreeSet<Vec<String>> = mappings.iter().map(namespace).collect();
     let mut claimed: BTreeMap<&str, Vec<&DesiredAccount>> = BTreeMap::new(); // account id -> correlators
-    let mut seen_accounts: BTreeSet<&str> = BTreeSet::new();
     let mut matched: Vec<(&DesiredAccount, &ObservedAccount)> = Vec::new();
     let mut creates: Vec<&DesiredAccount> = Vec::new();
     let mut managed_total = 0usize;
     let mut orphans: Vec<(&Mapping, &ObservedAccount, String)> = Vec::new();
 
-    for ns in &namespaces {
-        let ns_mappings: Vec<&Mapping> = mappings.iter().filter(|m| &namespace(m) == ns).collect();
+    // Desired accounts per namespace.
+    let mut valid_by_ns: Vec<Vec<&DesiredAccount>> = vec![Vec::new(); namespaces.len()];
+    for d in &valid {
+        valid_by_ns[ns_of[d.mapping]].push(d);
+    }
+    for (nsi, ns) in namespaces.iter().enumerate() {
+        let ns_mappings: Vec<&Mapping> = mappings
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ns_of[*i] == nsi)
+            .map(|(_, m)| m)
+            .collect();
         let key_field = ns_mappings[0].primary_key.carbonite.as_str();
         let accounts: Vec<&ObservedAccount> = input
             .observed
             .iter()
             .filter(|a| a.endpoints.iter().any(|e| ns.contains(e)))
             .collect();
-        let mut by_value: BTreeMap<&str, Vec<&ObservedAccount>> = BTreeMap::new();
+        let mut by_value: HashMap<&str, Vec<&ObservedAccount>> = HashMap::new();
         let mut unkeyed: Vec<&ObservedAccount> = Vec::new();
         for a in &accounts {
-            seen_accounts.insert(&a.id);
             match a.get(key_field) {
                 Some(k) => by_value.entry(k).or_default().push(a),
                 None => unkeyed.push(a),
             }
         }
-        let mut dup_keys = BTreeSet::new();
+        let mut dup_keys = HashSet::new();
         for (k, list) in &by_value {
             if list.len() > 1 {
                 dup_keys.insert(*k);
-                held.insert((ns.clone(), k.to_string()));
+                held.insert((nsi, k.to_string()));
                 for a in list {
                     plan.conflicts.push(Conflict {
                         kind: ConflictKind::DuplicateKeyObserved,
@@ -217,13 +238,9 @@ pub fn reconcile(input: &Input) -> Plan {
                 managed_total += 1;
             }
         }
-        let ns_desired: Vec<&DesiredAccount> = valid
-            .iter()
-            .copied()
-            .filter(|d| &namespace(&mappings[d.mapping]) == ns)
-            .collect();
-        let mut desired_keys: BTreeSet<&str> = BTreeSet::new();
-        for d in &ns_desired {
+        let ns_desired = &valid_by_ns[nsi];
+        let mut desired_keys: HashSet<&str> = HashSet::new();
+        for d in ns_desired {
             desired_keys.insert(&d.key);
             if dup_keys.contains(d.key.as_str()) {
                 continue; // its accounts are conflicts; the key is held
@@ -272,7 +289,7 @@ pub fn reconcile(input: &Input) -> Plan {
                     match outcome {
                         Some(Ok(a)) => claimed.entry(&a.id).or_default().push(d),
                         Some(Err(reason)) => {
-                            held.insert((ns.clone(), d.key.clone()));
+                            held.insert((nsi, d.key.clone()));
                             plan.conflicts.push(Conflict {
                                 kind: ConflictKind::AmbiguousCorrelation,
                                 mapping: Some(m.name.clone()),
@@ -290,10 +307,7 @@ pub fn reconcile(input: &Input) -> Plan {
         // Orphans: managed accounts whose key no in-scope entry has and no conflict holds.
         let owned = ns_mappings.iter().all(|m| selected(m));
         for (k, list) in &by_value {
-            if list.len() != 1
-                || desired_keys.contains(k)
-                || held.contains(&(ns.clone(), k.to_string()))
-            {
+            if list.len() != 1 || desired_keys.contains(k) || held.contains(&(nsi, k.to_string())) {
                 continue;
             }
             if owned && input.options.plan_destructive {
@@ -304,7 +318,7 @@ pub fn reconcile(input: &Input) -> Plan {
 
     // Correlation claims: an account claimed by two entries is ambiguous for both.
     let mut adopts: Vec<(&DesiredAccount, &ObservedAccount)> = Vec::new();
-    let by_id: BTreeMap<&str, &ObservedAccount> =
+    let by_id: HashMap<&str, &ObservedAccount> =
         input.observed.iter().map(|a| (a.id.as_str(), a)).collect();
     let mut adopted_ids = BTreeSet::new();
     for (id, ds) in &claimed {
@@ -314,7 +328,7 @@ pub fn reconcile(input: &Input) -> Plan {
         } else {
             for d in ds {
                 let m = &mappings[d.mapping];
-                held.insert((namespace(m), d.key.clone()));
+                held.insert((ns_of[d.mapping], d.key.clone()));
                 plan.conflicts.push(Conflict {
                     kind: ConflictKind::AmbiguousCorrelation,
                     mapping: Some(m.name.clone()),
@@ -365,7 +379,7 @@ pub fn reconcile(input: &Input) -> Plan {
             }
         }
         changes.push(change(Action::Adopt, m, d, Some(a), fp(a), fields));
-        status_change(&mut changes, m, d, a, input.suspended_by_us, fp(a));
+        status_change(&mut changes, m, d, a, input.suspended_by_us, &fp);
     }
 
     // Create.
@@ -424,20 +438,20 @@ pub fn reconcile(input: &Input) -> Plan {
                 .iter()
                 .filter(|r| r.field != STATUS && !r.create_only)
             {
-                let want = d.fields.get(&r.field).cloned().flatten();
+                let want = d.fields.get(&r.field).and_then(|v| v.as_deref());
                 let have = a.get(&r.field);
                 let write = match r.strength {
                     Strength::Weak => have.is_none() && want.is_some(),
                     Strength::Strong => {
                         let skip_empty = want.is_none() && r.omit_if_empty;
-                        !skip_empty && !values_equal(&r.field, have, want.as_deref(), r.compare)
+                        !skip_empty && !values_equal(&r.field, have, want, r.compare)
                     }
                 };
                 if write {
                     fields.push(FieldChange {
                         name: r.field.clone(),
                         before: have.map(str::to_string),
-                        after: want,
+                        after: want.map(str::to_string),
                     });
                 }
             }
@@ -445,7 +459,7 @@ pub fn reconcile(input: &Input) -> Plan {
                 changes.push(change(Action::Update, m, d, Some(a), fp(a), fields));
             }
         }
-        status_change(&mut changes, m, d, a, input.suspended_by_us, fp(a));
+        status_change(&mut changes, m, d, a, input.suspended_by_us, &fp);
         if changes.len() == before {
             unchanged += 1;
         }
@@ -489,10 +503,12 @@ pub fn reconcile(input: &Input) -> Plan {
 
     // Unmanaged: accounts without a key that nothing adopted or claimed.
     let mut unmanaged = 0usize;
-    for ns in &namespaces {
+    for (nsi, ns) in namespaces.iter().enumerate() {
         let key_field = mappings
             .iter()
-            .find(|m| &namespace(m) == ns)
+            .enumerate()
+            .find(|(i, _)| ns_of[*i] == nsi)
+            .map(|(_, m)| m)
             .map(|m| m.primary_key.carbonite.as_str())
             .unwrap_or_default();
         for a in input
@@ -562,9 +578,9 @@ fn status_change(
     d: &DesiredAccount,
     a: &ObservedAccount,
     suspended_by_us: &BTreeSet<String>,
-    fp: Option<String>,
+    fp: &dyn Fn(&ObservedAccount) -> Option<String>,
 ) {
-    let Some(want) = d.fields.get(STATUS).cloned().flatten() else {
+    let Some(want) = d.fields.get(STATUS).and_then(|v| v.as_deref()) else {
         return;
     };
     let have = a.get(STATUS).unwrap_or(ACTIVE);
@@ -580,11 +596,11 @@ fn status_change(
         m,
         d,
         Some(a),
-        fp,
+        fp(a),
         vec![FieldChange {
             name: STATUS.into(),
             before: Some(have.into()),
-            after: Some(want),
+            after: Some(want.to_string()),
         }],
     ));
 }
