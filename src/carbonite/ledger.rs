@@ -463,7 +463,8 @@ impl Ledger {
         now: SystemTime,
     ) -> Result<Reservation, LedgerError> {
         let now_ms = to_millis(now);
-        let id: u64 = rand::random();
+        // 53 bits: exact in every JSON reader (doubles).
+        let id: u64 = rand::random::<u64>() >> 11;
         let limits = self.limits;
         let hold = duration_millis(self.hold);
         let outcome = self.locked(Some(true), now_ms, |t| {
