@@ -870,7 +870,9 @@ impl CarboniteClient {
                                 wait_ms = wait.as_millis() as u64,
                                 "carbonite: 429, waiting for Retry-After"
                             );
-                            tokio::time::sleep(wait).await;
+                            // Past the server's time, and past the block recorded above.
+                            let jitter = Duration::from_millis(50 + rand::random::<u64>() % 100);
+                            tokio::time::sleep(wait + jitter).await;
                             continue;
                         }
                         return Err(Failure::Error(ClientError::RateLimited {
