@@ -8,7 +8,7 @@ mod harness;
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
 
-use carbonite_sync::carbonite::{ClientError, CreateError, DeleteOutcome};
+use carbonite_sync::carbonite::{ClientError, CreateError, DeleteOutcome, online_check};
 use carbonite_sync::emulator::{FaultConfig, Limits};
 use carbonite_sync::error::Outcome;
 use harness::*;
@@ -76,18 +76,19 @@ async fn token_expiring_mid_listing_is_renewed_after_a_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_renewed_before_its_exp() {
-    // Tokens live 2-3 s (`exp` in whole seconds); the client renews a tenth of the lifetime
-    // (200-300 ms) before `exp`, more than a request takes here (100 ms), so no 401 is met.
+    // Tokens live 3-4 s (`exp` in whole seconds); the client renews a tenth of the lifetime
+    // (300-400 ms) before `exp`, far more than a request takes here (50 ms), so no 401 is met.
+    // 80 pages at 50 ms each outlast the first token.
     let (emu, _seed) = emulator(2000, |o| {
-        o.token_ttl = Duration::from_secs(3);
+        o.token_ttl = Duration::from_secs(4);
         o.faults = FaultConfig {
-            latency: Duration::from_millis(100),
+            latency: Duration::from_millis(50),
             ..FaultConfig::default()
         };
     })
     .await;
     let spec = ConfigSpec {
-        extra: &users_endpoint(50),
+        extra: &users_endpoint(25),
         ..ConfigSpec::url(&emu.base_url())
     };
     let dir = config_dir(&spec);
@@ -96,7 +97,7 @@ async fn token_is_renewed_before_its_exp() {
     let s = stats(&emu.base_url()).await;
     assert!(count(&s, "POST /api/tokens/apikey", "200") >= 2, "{s}");
     assert_eq!(count(&s, "GET /api/users", "401"), 0, "{s}");
-    assert_eq!(count(&s, "GET /api/users", "200"), 40, "{s}");
+    assert_eq!(count(&s, "GET /api/users", "200"), 80, "{s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,4 +420,43 @@ async fn in_process_emulator_is_keyed_by_its_state_file() {
     );
     client.close().await.unwrap();
     assert!(state.join("emulator.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_check_reports_a_verdict_per_check() {
+    let (emu, _seed) = emulator(3, |_| {}).await;
+    let dir = config_dir(&ConfigSpec::url(&emu.base_url()));
+    let cfg = carbonite_sync::config::load(dir.path()).unwrap();
+    let verdicts = online_check(&cfg, &state_dir(dir.path())).await;
+    let names: Vec<_> = verdicts.iter().map(|v| (v.name.as_str(), v.ok)).collect();
+    assert_eq!(
+        names,
+        [
+            ("carbonite connection", true),
+            ("carbonite token", true),
+            ("carbonite endpoint carbonite-users", true)
+        ]
+    );
+    assert_eq!(verdicts[2].detail, "3 items on the first page, 3 in total");
+
+    // A wrong secret: the token check fails with the API's answer and a hint; nothing more.
+    std::fs::write(dir.path().join("api-key.txt"), "wrong").unwrap();
+    let verdicts = online_check(&cfg, &state_dir(dir.path())).await;
+    assert_eq!(verdicts.len(), 2);
+    assert!(!verdicts[1].ok);
+    assert!(
+        verdicts[1].detail.contains("Carbonite answered 401"),
+        "{}",
+        verdicts[1].detail
+    );
+    assert!(verdicts[1].detail.contains("hint: check carbonite.auth"));
+    // A missing secret file: the connection check names it.
+    std::fs::remove_file(dir.path().join("api-key.txt")).unwrap();
+    let verdicts = online_check(&cfg, &state_dir(dir.path())).await;
+    assert_eq!(verdicts.len(), 1);
+    assert!(
+        verdicts[0].detail.contains("api-key.txt"),
+        "{}",
+        verdicts[0].detail
+    );
 }

@@ -366,13 +366,13 @@ impl Ledger {
         move |source| LedgerError::Io { op, path, source }
     }
 
-    /// Run `f` on this tenant's windows under the lock; `write`: save the result (`durable`:
-    /// fsynced).
+    /// Run `f` on this tenant's windows under the lock (exclusive when `write` is set). When
+    /// `f` says it changed something, save the file (`write == Some(true)`: fsynced).
     fn locked<R>(
         &self,
         write: Option<bool>,
         now: Millis,
-        f: impl FnOnce(&mut TenantWindows) -> R,
+        f: impl FnOnce(&mut TenantWindows) -> (R, bool),
     ) -> Result<R, LedgerError> {
         let _local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         let lock = private_options()
@@ -396,13 +396,13 @@ impl Ledger {
         &self,
         write: Option<bool>,
         now: Millis,
-        f: impl FnOnce(&mut TenantWindows) -> R,
+        f: impl FnOnce(&mut TenantWindows) -> (R, bool),
     ) -> Result<R, LedgerError> {
         let mut file = self.read()?;
         let mut tenant = file.tenants.remove(&self.key).unwrap_or_default();
         tenant.prune(self.limits, now);
-        let result = f(&mut tenant);
-        if let Some(durable) = write {
+        let (result, changed) = f(&mut tenant);
+        if let Some(durable) = write.filter(|_| changed) {
             let foreign_cutoff = now.saturating_sub(duration_millis(FOREIGN_RETENTION));
             for other in file.tenants.values_mut() {
                 for entries in other.routes.values_mut() {
@@ -469,12 +469,13 @@ impl Ledger {
         let hold = duration_millis(self.hold);
         let outcome = self.locked(Some(true), now_ms, |t| {
             if let Some((next, limiter, limit)) = t.wait(route, is_create, limits, now_ms) {
-                return Err(NoBudget {
+                let refusal = NoBudget {
                     route: route.to_string(),
                     limiter,
                     limit,
                     next_at: from_millis(next),
-                });
+                };
+                return (Err(refusal), false);
             }
             let entry = Entry {
                 id,
@@ -485,9 +486,8 @@ impl Ledger {
             if is_create {
                 t.creates.push(entry);
             }
-            Ok(())
+            (Ok(()), true)
         });
-        // A refusal wrote the pruned file for nothing; harmless.
         outcome??;
         Ok(Reservation {
             id,
@@ -551,6 +551,7 @@ impl Ledger {
             if reservation.is_create {
                 lower(&mut t.creates);
             }
+            ((), true)
         })
     }
 
@@ -561,6 +562,7 @@ impl Ledger {
         self.locked(Some(false), now, |t| {
             let b = t.blocked.entry(route.to_string()).or_insert(until);
             *b = (*b).max(until);
+            ((), true)
         })
     }
 
@@ -595,10 +597,11 @@ impl Ledger {
                 t.wait(route, is_create, limits, now_ms)
                     .map_or(now_ms, |(at, _, _)| at)
             };
-            Budget {
+            let budget = Budget {
                 remaining,
                 next_free: from_millis(next),
-            }
+            };
+            (budget, false)
         })
     }
 
@@ -611,7 +614,9 @@ impl Ledger {
     ) -> Result<Schedule, LedgerError> {
         let now_ms = to_millis(now);
         let limits = self.limits;
-        self.locked(None, now_ms, |t| schedule_calls(t, limits, calls, now_ms))
+        self.locked(None, now_ms, |t| {
+            (schedule_calls(t, limits, calls, now_ms), false)
+        })
     }
 }
 
