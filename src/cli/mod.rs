@@ -12,6 +12,7 @@ pub mod completions;
 pub mod emulator;
 pub mod init;
 pub mod schema;
+pub mod test_endpoint;
 pub mod validate;
 
 /// Keep Carbonite backup accounts in step with Active Directory, the GitOps way.
@@ -88,6 +89,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Print or write the JSON Schemas of the config files.
     Schema(schema::Args),
+    /// Call an inbound endpoint once and show the fields of its items.
+    TestEndpoint(test_endpoint::Args),
     /// Run the Carbonite API emulator on loopback.
     Emulator(emulator::Args),
     /// Print shell completions.
@@ -123,6 +126,7 @@ pub fn run(cli: Cli, out: &Output) -> Outcome {
         Command::Init(a) => init::run(&global, a, out),
         Command::Validate(a) => validate::run(&global, a, out),
         Command::Schema(a) => schema::run(&global, a, out),
+        Command::TestEndpoint(a) => test_endpoint::run(&global, a, out),
         Command::Emulator(a) => emulator::run(&global, a, out),
         Command::Completions(a) => completions::run_completions(a, out),
         Command::Man(a) => completions::run_man(a, out),

@@ -1,0 +1,901 @@
+//! The rate-limit ledger (SPEC §5, §10): every Carbonite call this state dir makes, per route
+//! (METHOD + path template) and for user creates, in sliding windows ("at most N calls in any
+//! interval of length W"), shared by every process that uses the state dir.
+//!
+//! # How a call is counted
+//!
+//! Each call is an entry `{id, at, until}`: `at` is when the slot was reserved, `until` the
+//! latest moment the server can have admitted the call. At reservation `until` is
+//! `at + hold` (the request timeout plus a margin: the call may still be in flight); when the
+//! response arrives, [`Ledger::complete`] lowers it to the arrival time. A new call at `now` is
+//! allowed when fewer than N entries have `until > now - W`.
+//!
+//! That rule never lets the server see more than N calls in a window, whatever the ordering of
+//! processes and network delays: of any N+1 calls the server admitted within W, the one reserved
+//! last counted the other N (each had `until` >= its admission, which lies within W of the last
+//! call's admission, which is after its reservation), so it would have been refused. An entry
+//! whose process died keeps its pessimistic `until`, which is safe.
+//!
+//! A 429 leaves its entry in place (the vendor may count refused calls) and records the
+//! server's `Retry-After` as a block on the route, honoured by every process.
+//!
+//! # The file
+//!
+//! `<state>/ledger.json` (mode 0600), guarded by an exclusive `flock` on `<state>/ledger.lock`
+//! held only while a slot is checked and appended; the JSON is rewritten through a temp file and
+//! a rename, fsynced on reservations. Tenants are keyed by `<base URL> <auth email>` (`-` for a
+//! bearer token; `emulator:<state file>` for the in-process emulator), so a trial and a real
+//! tenant never share budget:
+//!
+//! ```json
+//! {"version": 1, "tenants": {"https://red-us.mysecuredatavault.com admin@corp.example": {
+//!    "routes": {"GET /api/users": [{"id": 81985529216486895, "at": 1700000000000, "until": 1700000000420}]},
+//!    "creates": [],
+//!    "blocked": {"POST /api/users": 1700000030000}}}}
+//! ```
+//! Times are milliseconds since the Unix epoch. Entries leave the file once their window has
+//! passed.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::state_dir::{ensure_state_dir, private_options, write_atomic};
+use crate::config::model::RateLimits;
+use crate::config::rate::Rate;
+
+/// File name of the ledger inside the state dir.
+pub const LEDGER_FILE: &str = "ledger.json";
+/// File name of the ledger's lock file inside the state dir.
+pub const LEDGER_LOCK_FILE: &str = "ledger.lock";
+const FORMAT_VERSION: u32 = 1;
+/// Entries of *other* tenants (whose limits this process does not know) are dropped after this.
+const FOREIGN_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// `t` as milliseconds since the Unix epoch (0 before it).
+pub fn to_millis(t: SystemTime) -> Millis {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch as a time.
+pub fn from_millis(ms: Millis) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+fn duration_millis(d: Duration) -> Millis {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// RFC 3339 (UTC, seconds) for messages.
+pub fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pure core: sliding windows over sorted `until` times.
+
+/// Earliest time `>= now` at which a window holding `untils` (sorted ascending) admits one more
+/// call under `rate`.
+pub fn earliest_slot(untils: &[Millis], rate: Rate, now: Millis) -> Millis {
+    let per = duration_millis(rate.per);
+    let n = rate.count as usize;
+    let first_live = untils.partition_point(|&u| u <= now.saturating_sub(per));
+    let live = untils.len() - first_live;
+    if live < n {
+        now
+    } else {
+        // The slot frees when the entry `n` calls back leaves the window.
+        untils[first_live + live - n].saturating_add(per).max(now)
+    }
+}
+
+/// How many more calls `rate` admits at `now`.
+pub fn free_slots(untils: &[Millis], rate: Rate, now: Millis) -> u32 {
+    let per = duration_millis(rate.per);
+    let live = untils.len() - untils.partition_point(|&u| u <= now.saturating_sub(per));
+    rate.count
+        .saturating_sub(u32::try_from(live).unwrap_or(u32::MAX))
+}
+
+/// One counted call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry {
+    id: u64,
+    at: Millis,
+    until: Millis,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TenantWindows {
+    #[serde(default)]
+    routes: BTreeMap<String, Vec<Entry>>,
+    #[serde(default)]
+    creates: Vec<Entry>,
+    /// Route -> time before which the server asked us not to call (Retry-After).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    blocked: BTreeMap<String, Millis>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LedgerFile {
+    version: u32,
+    #[serde(default)]
+    tenants: BTreeMap<String, TenantWindows>,
+}
+
+impl Default for LedgerFile {
+    fn default() -> Self {
+        LedgerFile {
+            version: FORMAT_VERSION,
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+fn sorted_untils(entries: &[Entry]) -> Vec<Millis> {
+    let mut v: Vec<Millis> = entries.iter().map(|e| e.until).collect();
+    v.sort_unstable();
+    v
+}
+
+/// Which limit holds a call back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limiter {
+    /// The per-route limit.
+    Route,
+    /// The user-create limit.
+    Creates,
+    /// The server's `Retry-After`.
+    RetryAfter,
+}
+
+/// No budget now: when the next slot frees.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no rate budget left for `{route}` ({}); next budget at {}", self.limit_text(), rfc3339(*next_at))]
+pub struct NoBudget {
+    /// METHOD + path template.
+    pub route: String,
+    /// What holds the call back.
+    pub limiter: Limiter,
+    /// The limit in force (route or create limit).
+    pub limit: Rate,
+    /// When a slot frees (for the route and, for creates, the create window).
+    pub next_at: SystemTime,
+}
+
+impl NoBudget {
+    fn limit_text(&self) -> String {
+        match self.limiter {
+            Limiter::Route => format!("{} per route", self.limit),
+            Limiter::Creates => format!("{} user creates", self.limit),
+            Limiter::RetryAfter => "Carbonite answered 429 with Retry-After".into(),
+        }
+    }
+}
+
+impl TenantWindows {
+    fn prune(&mut self, limits: RateLimits, now: Millis) {
+        let per_route = duration_millis(limits.per_route.per);
+        let per_create = duration_millis(limits.user_creates.per);
+        for entries in self.routes.values_mut() {
+            entries.retain(|e| e.until > now.saturating_sub(per_route));
+        }
+        self.routes.retain(|_, e| !e.is_empty());
+        self.creates
+            .retain(|e| e.until > now.saturating_sub(per_create));
+        self.blocked.retain(|_, until| *until > now);
+    }
+
+    /// When a call to `route` can go, or `None` now.
+    fn wait(
+        &self,
+        route: &str,
+        is_create: bool,
+        limits: RateLimits,
+        now: Millis,
+    ) -> Option<(Millis, Limiter, Rate)> {
+        let empty = Vec::new();
+        let entries = self.routes.get(route).unwrap_or(&empty);
+        let mut worst = (
+            earliest_slot(&sorted_untils(entries), limits.per_route, now),
+            Limiter::Route,
+            limits.per_route,
+        );
+        if is_create {
+            let c = earliest_slot(&sorted_untils(&self.creates), limits.user_creates, now);
+            if c > worst.0 {
+                worst = (c, Limiter::Creates, limits.user_creates);
+            }
+        }
+        if let Some(&b) = self.blocked.get(route)
+            && b > worst.0
+        {
+            worst = (b, Limiter::RetryAfter, limits.per_route);
+        }
+        (worst.0 > now).then_some(worst)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file-backed ledger.
+
+/// Why the ledger could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Reading, writing or locking failed.
+    #[error("cannot {op} the rate-limit ledger {}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a ledger this version understands.
+    #[error("the rate-limit ledger {} is unreadable: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    /// No slot now (and not within the allowed wait).
+    #[error(transparent)]
+    NoBudget(#[from] NoBudget),
+}
+
+impl LedgerError {
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            LedgerError::Corrupt { path, .. } => Some(format!(
+                "stop every carbonite-sync process using this state dir, then remove {} (the \
+                 calls it recorded are then forgotten: wait one rate window before calling again)",
+                path.display()
+            )),
+            LedgerError::NoBudget(_) => Some(
+                "rerun after that time, or allow waiting (`--max-wait`); the ledger protects only \
+                 runs that share this state dir"
+                    .into(),
+            ),
+            LedgerError::Io { .. } => None,
+        }
+    }
+}
+
+/// A slot taken by [`Ledger::try_reserve`]; hand it to [`Ledger::complete`] when the response
+/// arrives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    id: u64,
+    /// METHOD + path template.
+    pub route: String,
+    /// Counted against the create limit too.
+    pub is_create: bool,
+    /// When the slot was taken.
+    pub at: SystemTime,
+}
+
+/// Budget of one route now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Calls that could go right now.
+    pub remaining: u32,
+    /// When the next slot frees after those (now, when `remaining > 0`).
+    pub next_free: SystemTime,
+}
+
+/// Calls a plan will make on one route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedCalls {
+    /// METHOD + path template.
+    pub route: String,
+    /// How many.
+    pub count: u64,
+    /// Whether each is a user create.
+    pub is_create: bool,
+}
+
+/// When planned calls can be done, given the ledger now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// When the last call can go (now when nothing is planned).
+    pub completion: SystemTime,
+    /// Per route: when its last call can go.
+    pub per_route: BTreeMap<String, SystemTime>,
+}
+
+/// The rate-limit ledger of one tenant in one state dir. See the [module docs](self).
+#[derive(Debug)]
+pub struct Ledger {
+    path: PathBuf,
+    lock_path: PathBuf,
+    key: String,
+    limits: RateLimits,
+    hold: Duration,
+    /// flock serialises processes; this serialises the tasks of this one (so they wait here
+    /// rather than in the kernel).
+    local: Mutex<()>,
+}
+
+impl Ledger {
+    /// The ledger of tenant `key` (`<base URL> <email>`) in `state_dir` (created, with its
+    /// `.gitignore`, when missing). `hold` is how long an unanswered call may still reach the
+    /// server: the request timeout plus a margin.
+    pub fn open(
+        state_dir: &Path,
+        key: impl Into<String>,
+        limits: RateLimits,
+        hold: Duration,
+    ) -> Result<Ledger, LedgerError> {
+        ensure_state_dir(state_dir).map_err(|source| LedgerError::Io {
+            op: "create the state dir for",
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Ledger {
+            path: state_dir.join(LEDGER_FILE),
+            lock_path: state_dir.join(LEDGER_LOCK_FILE),
+            key: key.into(),
+            limits,
+            hold,
+            local: Mutex::new(()),
+        })
+    }
+
+    /// The tenant key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> RateLimits {
+        self.limits
+    }
+
+    /// The ledger file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError {
+        let path = path.to_path_buf();
+        move |source| LedgerError::Io { op, path, source }
+    }
+
+    /// Run `f` on this tenant's windows under the lock (exclusive when `write` is set). When
+    /// `f` says it changed something, save the file (`write == Some(true)`: fsynced).
+    fn locked<R>(
+        &self,
+        write: Option<bool>,
+        now: Millis,
+        f: impl FnOnce(&mut TenantWindows) -> (R, bool),
+    ) -> Result<R, LedgerError> {
+        let _local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = private_options()
+            .create(true)
+            .truncate(false)
+            .open(&self.lock_path)
+            .map_err(self.io("open the lock of", &self.lock_path))?;
+        if write.is_some() {
+            lock.lock()
+        } else {
+            lock.lock_shared()
+        }
+        .map_err(self.io("lock", &self.lock_path))?;
+        let result = self.locked_inner(write, now, f);
+        // Dropping the handle releases the flock too; unlock first to be explicit.
+        let _ = File::unlock(&lock);
+        result
+    }
+
+    fn locked_inner<R>(
+        &self,
+        write: Option<bool>,
+        now: Millis,
+        f: impl FnOnce(&mut TenantWindows) -> (R, bool),
+    ) -> Result<R, LedgerError> {
+        let mut file = self.read()?;
+        let mut tenant = file.tenants.remove(&self.key).unwrap_or_default();
+        tenant.prune(self.limits, now);
+        let (result, changed) = f(&mut tenant);
+        if let Some(durable) = write.filter(|_| changed) {
+            let foreign_cutoff = now.saturating_sub(duration_millis(FOREIGN_RETENTION));
+            for other in file.tenants.values_mut() {
+                for entries in other.routes.values_mut() {
+                    entries.retain(|e| e.until > foreign_cutoff);
+                }
+                other.routes.retain(|_, e| !e.is_empty());
+                other.creates.retain(|e| e.until > foreign_cutoff);
+                other.blocked.retain(|_, until| *until > now);
+            }
+            file.tenants
+                .retain(|_, t| !t.routes.is_empty() || !t.creates.is_empty());
+            if !tenant.routes.is_empty() || !tenant.creates.is_empty() || !tenant.blocked.is_empty()
+            {
+                file.tenants.insert(self.key.clone(), tenant);
+            }
+            let bytes = serde_json::to_vec(&file).map_err(|e| LedgerError::Corrupt {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+            write_atomic(&self.path, &bytes, durable).map_err(self.io("write", &self.path))?;
+        }
+        Ok(result)
+    }
+
+    fn read(&self) -> Result<LedgerFile, LedgerError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LedgerFile::default()),
+            Err(e) => return Err(self.io("read", &self.path)(e)),
+        };
+        let file: LedgerFile =
+            serde_json::from_slice(&bytes).map_err(|e| LedgerError::Corrupt {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+        if file.version != FORMAT_VERSION {
+            return Err(LedgerError::Corrupt {
+                path: self.path.clone(),
+                reason: format!(
+                    "format version {} (this carbonite-sync writes {FORMAT_VERSION})",
+                    file.version
+                ),
+            });
+        }
+        Ok(file)
+    }
+
+    /// Take a slot for one call to `route` now, or say when the next one frees.
+    pub fn try_reserve(&self, route: &str, is_create: bool) -> Result<Reservation, LedgerError> {
+        self.try_reserve_at(route, is_create, SystemTime::now())
+    }
+
+    /// [`try_reserve`](Self::try_reserve) with an explicit clock.
+    pub fn try_reserve_at(
+        &self,
+        route: &str,
+        is_create: bool,
+        now: SystemTime,
+    ) -> Result<Reservation, LedgerError> {
+        let now_ms = to_millis(now);
+        // 53 bits: exact in every JSON reader (doubles).
+        let id: u64 = rand::random::<u64>() >> 11;
+        let limits = self.limits;
+        let hold = duration_millis(self.hold);
+        let outcome = self.locked(Some(true), now_ms, |t| {
+            if let Some((next, limiter, limit)) = t.wait(route, is_create, limits, now_ms) {
+                let refusal = NoBudget {
+                    route: route.to_string(),
+                    limiter,
+                    limit,
+                    next_at: from_millis(next),
+                };
+                return (Err(refusal), false);
+            }
+            let entry = Entry {
+                id,
+                at: now_ms,
+                until: now_ms.saturating_add(hold),
+            };
+            t.routes.entry(route.to_string()).or_default().push(entry);
+            if is_create {
+                t.creates.push(entry);
+            }
+            (Ok(()), true)
+        });
+        outcome??;
+        Ok(Reservation {
+            id,
+            route: route.to_string(),
+            is_create,
+            at: now,
+        })
+    }
+
+    /// Take a slot, sleeping until one frees as long as that is no later than `deadline`
+    /// (`None`: do not wait).
+    pub async fn reserve_waiting(
+        &self,
+        route: &str,
+        is_create: bool,
+        deadline: Option<SystemTime>,
+    ) -> Result<Reservation, LedgerError> {
+        loop {
+            match self.try_reserve(route, is_create) {
+                Err(LedgerError::NoBudget(nb)) if deadline.is_some_and(|d| nb.next_at <= d) => {
+                    let wait = nb
+                        .next_at
+                        .duration_since(SystemTime::now())
+                        .unwrap_or_default();
+                    // A little jitter so processes woken by the same expiry do not all collide.
+                    let jitter = Duration::from_millis(rand::random::<u64>() % 25);
+                    tracing::debug!(
+                        route,
+                        wait_ms = wait.as_millis() as u64,
+                        "ledger: waiting for a slot"
+                    );
+                    tokio::time::sleep(wait + jitter).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The response of a reserved call arrived: the call was admitted by now at the latest.
+    pub fn complete(&self, reservation: &Reservation) -> Result<(), LedgerError> {
+        self.complete_at(reservation, SystemTime::now())
+    }
+
+    /// [`complete`](Self::complete) with an explicit clock.
+    pub fn complete_at(
+        &self,
+        reservation: &Reservation,
+        now: SystemTime,
+    ) -> Result<(), LedgerError> {
+        let now_ms = to_millis(now);
+        // Not fsynced: losing this update keeps the pessimistic `until`, which is safe.
+        self.locked(Some(false), now_ms, |t| {
+            let lower = |entries: &mut Vec<Entry>| {
+                if let Some(e) = entries.iter_mut().find(|e| e.id == reservation.id) {
+                    e.until = e.until.min(now_ms).max(e.at);
+                }
+            };
+            if let Some(entries) = t.routes.get_mut(&reservation.route) {
+                lower(entries);
+            }
+            if reservation.is_create {
+                lower(&mut t.creates);
+            }
+            ((), true)
+        })
+    }
+
+    /// The server answered 429 for `route`: nobody calls it before `until`.
+    pub fn block_until(&self, route: &str, until: SystemTime) -> Result<(), LedgerError> {
+        let now = to_millis(SystemTime::now());
+        let until = to_millis(until);
+        self.locked(Some(false), now, |t| {
+            let b = t.blocked.entry(route.to_string()).or_insert(until);
+            *b = (*b).max(until);
+            ((), true)
+        })
+    }
+
+    /// How many calls to `route` could go now, and when the next slot frees.
+    pub fn budget(&self, route: &str, is_create: bool) -> Result<Budget, LedgerError> {
+        self.budget_at(route, is_create, SystemTime::now())
+    }
+
+    /// [`budget`](Self::budget) with an explicit clock.
+    pub fn budget_at(
+        &self,
+        route: &str,
+        is_create: bool,
+        now: SystemTime,
+    ) -> Result<Budget, LedgerError> {
+        let now_ms = to_millis(now);
+        let limits = self.limits;
+        self.locked(None, now_ms, |t| {
+            let empty = Vec::new();
+            let untils = sorted_untils(t.routes.get(route).unwrap_or(&empty));
+            let mut remaining = free_slots(&untils, limits.per_route, now_ms);
+            if is_create {
+                let c = sorted_untils(&t.creates);
+                remaining = remaining.min(free_slots(&c, limits.user_creates, now_ms));
+            }
+            if t.blocked.get(route).is_some_and(|&b| b > now_ms) {
+                remaining = 0;
+            }
+            let next = if remaining > 0 {
+                now_ms
+            } else {
+                t.wait(route, is_create, limits, now_ms)
+                    .map_or(now_ms, |(at, _, _)| at)
+            };
+            let budget = Budget {
+                remaining,
+                next_free: from_millis(next),
+            };
+            (budget, false)
+        })
+    }
+
+    /// When `calls` could all be made, starting at `now`, given the ledger as it is: each
+    /// route paced by its window, creates by the create window too (SPEC §7 estimate).
+    pub fn schedule(
+        &self,
+        calls: &[PlannedCalls],
+        now: SystemTime,
+    ) -> Result<Schedule, LedgerError> {
+        let now_ms = to_millis(now);
+        let limits = self.limits;
+        self.locked(None, now_ms, |t| {
+            (schedule_calls(t, limits, calls, now_ms), false)
+        })
+    }
+}
+
+/// Simulate `calls` on a copy of the windows: every call goes at the earliest free slot.
+fn schedule_calls(
+    t: &TenantWindows,
+    limits: RateLimits,
+    calls: &[PlannedCalls],
+    now: Millis,
+) -> Schedule {
+    let mut routes: BTreeMap<&str, Vec<Millis>> = BTreeMap::new();
+    let mut creates = sorted_untils(&t.creates);
+    let mut per_route = BTreeMap::new();
+    let mut completion = now;
+    for c in calls {
+        let untils = routes.entry(c.route.as_str()).or_insert_with(|| {
+            t.routes
+                .get(&c.route)
+                .map(|e| sorted_untils(e))
+                .unwrap_or_default()
+        });
+        let mut cursor = t.blocked.get(&c.route).copied().unwrap_or(now).max(now);
+        for _ in 0..c.count {
+            loop {
+                let mut at = earliest_slot(untils, limits.per_route, cursor);
+                if c.is_create {
+                    at = at.max(earliest_slot(&creates, limits.user_creates, cursor));
+                }
+                if at == cursor {
+                    break;
+                }
+                cursor = at;
+            }
+            let pos = untils.partition_point(|&u| u <= cursor);
+            untils.insert(pos, cursor);
+            if c.is_create {
+                let pos = creates.partition_point(|&u| u <= cursor);
+                creates.insert(pos, cursor);
+            }
+        }
+        let done = from_millis(cursor);
+        per_route
+            .entry(c.route.clone())
+            .and_modify(|d: &mut SystemTime| *d = (*d).max(done))
+            .or_insert(done);
+        completion = completion.max(cursor);
+    }
+    Schedule {
+        completion: from_millis(completion),
+        per_route,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(s: &str) -> Rate {
+        s.parse().unwrap()
+    }
+
+    fn limits(route: &str, creates: &str) -> RateLimits {
+        RateLimits {
+            per_route: rate(route),
+            user_creates: rate(creates),
+        }
+    }
+
+    const T0: Millis = 1_700_000_000_000;
+
+    #[test]
+    fn earliest_slot_follows_the_sliding_window() {
+        let r = rate("3/10s");
+        assert_eq!(earliest_slot(&[], r, T0), T0);
+        assert_eq!(earliest_slot(&[T0, T0 + 1], r, T0 + 2), T0 + 2);
+        // Full: the oldest of the last three leaves at T0 + 10s.
+        assert_eq!(earliest_slot(&[T0, T0 + 1, T0 + 2], r, T0 + 3), T0 + 10_000);
+        // Exactly one window later the oldest no longer counts.
+        assert_eq!(
+            earliest_slot(&[T0, T0 + 1, T0 + 2], r, T0 + 10_000),
+            T0 + 10_000
+        );
+        // In-flight entries (until in the future) count.
+        assert_eq!(
+            earliest_slot(&[T0 + 5_000, T0 + 6_000, T0 + 30_000], r, T0),
+            T0 + 15_000
+        );
+        assert_eq!(free_slots(&[T0, T0 + 1], r, T0 + 2), 1);
+        assert_eq!(free_slots(&[T0, T0 + 1], r, T0 + 10_000), 2);
+    }
+
+    #[test]
+    fn reserve_refuses_beyond_the_limit_and_frees_after_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(
+            dir.path(),
+            "http://x a@b",
+            limits("2/10s", "100/1h"),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let t = from_millis(T0);
+        let r1 = l.try_reserve_at("GET /api/users", false, t).unwrap();
+        l.complete_at(&r1, t + Duration::from_millis(100)).unwrap();
+        let r2 = l
+            .try_reserve_at("GET /api/users", false, t + Duration::from_millis(200))
+            .unwrap();
+        // r2 is still in flight: it counts until its hold expires.
+        let err = l
+            .try_reserve_at("GET /api/users", false, t + Duration::from_millis(300))
+            .unwrap_err();
+        let LedgerError::NoBudget(nb) = err else {
+            panic!("{err}")
+        };
+        assert_eq!(nb.limiter, Limiter::Route);
+        assert_eq!(nb.next_at, t + Duration::from_millis(10_100));
+        assert!(nb.to_string().starts_with(
+            "no rate budget left for `GET /api/users` (2/10s per route); next budget at 2023-11-14T"
+        ));
+        // Another route has its own window.
+        l.try_reserve_at("GET /api/companies", false, t).unwrap();
+        l.complete_at(&r2, t + Duration::from_millis(400)).unwrap();
+        assert!(
+            l.try_reserve_at("GET /api/users", false, t + Duration::from_millis(10_099))
+                .is_err()
+        );
+        l.try_reserve_at("GET /api/users", false, t + Duration::from_millis(10_100))
+            .unwrap();
+    }
+
+    #[test]
+    fn creates_count_against_both_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(
+            dir.path(),
+            "k",
+            limits("5/1h", "2/1h"),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let t = from_millis(T0);
+        for _ in 0..2 {
+            let r = l.try_reserve_at("POST /api/users", true, t).unwrap();
+            l.complete_at(&r, t).unwrap();
+        }
+        let Err(LedgerError::NoBudget(nb)) = l.try_reserve_at("POST /api/users", true, t) else {
+            panic!()
+        };
+        assert_eq!(nb.limiter, Limiter::Creates);
+        // The route itself still has budget for non-creates (e.g. a POST that is not a create).
+        assert_eq!(
+            l.budget_at("POST /api/users", false, t).unwrap().remaining,
+            3
+        );
+        assert_eq!(
+            l.budget_at("POST /api/users", true, t).unwrap().remaining,
+            0
+        );
+    }
+
+    #[test]
+    fn tenants_are_separate_and_the_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let lim = limits("1/1h", "1/1h");
+        let a = Ledger::open(dir.path(), "https://a x@y", lim, Duration::from_secs(1)).unwrap();
+        let b = Ledger::open(dir.path(), "https://b x@y", lim, Duration::from_secs(1)).unwrap();
+        a.try_reserve("GET /api/users", false).unwrap();
+        assert!(a.try_reserve("GET /api/users", false).is_err());
+        b.try_reserve("GET /api/users", false).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(LEDGER_FILE)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["tenants"].as_object().unwrap().len(), 2);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(LEDGER_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn retry_after_blocks_the_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(
+            dir.path(),
+            "k",
+            limits("50/1h", "100/1h"),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let until = SystemTime::now() + Duration::from_secs(30);
+        l.block_until("GET /api/users", until).unwrap();
+        let Err(LedgerError::NoBudget(nb)) = l.try_reserve("GET /api/users", false) else {
+            panic!()
+        };
+        assert_eq!(nb.limiter, Limiter::RetryAfter);
+        assert_eq!(to_millis(nb.next_at), to_millis(until));
+        assert_eq!(l.budget("GET /api/users", false).unwrap().remaining, 0);
+    }
+
+    #[test]
+    fn corrupt_file_is_an_error_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(LEDGER_FILE), "{not json").unwrap();
+        let l = Ledger::open(dir.path(), "k", limits("1/1h", "1/1h"), Duration::ZERO).unwrap();
+        let e = l.try_reserve("GET /x", false).unwrap_err();
+        assert!(matches!(e, LedgerError::Corrupt { .. }), "{e}");
+        assert!(e.hint().unwrap().contains("remove"));
+    }
+
+    #[test]
+    fn schedule_paces_routes_and_creates() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(
+            dir.path(),
+            "k",
+            limits("50/1h", "100/1h"),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let now = from_millis(T0);
+        // 200 listing pages at 50/h: 50 now, then 50 each hour -> the last at +3h.
+        let s = l
+            .schedule(
+                &[PlannedCalls {
+                    route: "GET /api/users".into(),
+                    count: 200,
+                    is_create: false,
+                }],
+                now,
+            )
+            .unwrap();
+        assert_eq!(s.completion, now + Duration::from_secs(3 * 3600));
+        // 120 creates: the route limit (50/h) is the tighter one -> +2h.
+        let s = l
+            .schedule(
+                &[
+                    PlannedCalls {
+                        route: "POST /api/users".into(),
+                        count: 120,
+                        is_create: true,
+                    },
+                    PlannedCalls {
+                        route: "PUT /api/users/{UserId}".into(),
+                        count: 10,
+                        is_create: false,
+                    },
+                ],
+                now,
+            )
+            .unwrap();
+        assert_eq!(s.completion, now + Duration::from_secs(2 * 3600));
+        assert_eq!(s.per_route["PUT /api/users/{UserId}"], now);
+        // Nothing planned: now.
+        assert_eq!(l.schedule(&[], now).unwrap().completion, now);
+    }
+
+    #[test]
+    fn schedule_starts_from_the_calls_already_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path(), "k", limits("2/1h", "100/1h"), Duration::ZERO).unwrap();
+        let now = from_millis(T0);
+        l.try_reserve_at("GET /api/users", false, now).unwrap();
+        l.try_reserve_at("GET /api/users", false, now + Duration::from_secs(60))
+            .unwrap();
+        let s = l
+            .schedule(
+                &[PlannedCalls {
+                    route: "GET /api/users".into(),
+                    count: 1,
+                    is_create: false,
+                }],
+                now + Duration::from_secs(120),
+            )
+            .unwrap();
+        assert_eq!(s.completion, now + Duration::from_secs(3600));
+    }
+}
