@@ -12,4 +12,5 @@ pub mod output;
 pub mod reconcile;
 pub mod render;
 pub mod schema;
+pub mod state;
 pub mod template;

@@ -47,7 +47,7 @@ use super::ledger::{Ledger, LedgerError, Reservation};
 use super::pagination::{PageRequest, Pager};
 use super::profile::{COMPANIES, TOKEN_ROUTE, USER_BY_EMAIL, USER_GROUPS, USERS};
 use super::redact::{REDACTED, Redactor};
-use super::state_dir::ensure_state_dir;
+use crate::state::ensure_state_dir;
 use crate::config::Config;
 use crate::config::model::{
     Auth, Carbonite, CarboniteTarget, Endpoint, EndpointTarget, Route, UndefinedMode,

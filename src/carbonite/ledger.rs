@@ -44,7 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::state_dir::{ensure_state_dir, private_options, write_atomic};
+use crate::state::{ensure_state_dir, private_options, write_atomic};
 use crate::config::model::RateLimits;
 use crate::config::rate::Rate;
 

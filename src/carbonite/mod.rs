@@ -18,7 +18,6 @@ pub mod online;
 pub mod pagination;
 pub mod profile;
 pub mod redact;
-pub mod state_dir;
 
 pub use client::{
     Account, CarboniteClient, ClientOptions, ClientSettings, DeleteOutcome, Item, ObservedAccount,
