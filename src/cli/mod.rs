@@ -12,6 +12,7 @@ pub mod completions;
 pub mod emulator;
 pub mod init;
 pub mod schema;
+pub mod snapshot;
 pub mod validate;
 
 /// Keep Carbonite backup accounts in step with Active Directory, the GitOps way.
@@ -88,6 +89,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Print or write the JSON Schemas of the config files.
     Schema(schema::Args),
+    /// Write directory entries to LDIF (they hold personal data: store them accordingly).
+    Snapshot(snapshot::Args),
     /// Run the Carbonite API emulator on loopback.
     Emulator(emulator::Args),
     /// Print shell completions.
@@ -123,6 +126,7 @@ pub fn run(cli: Cli, out: &Output) -> Outcome {
         Command::Init(a) => init::run(&global, a, out),
         Command::Validate(a) => validate::run(&global, a, out),
         Command::Schema(a) => schema::run(&global, a, out),
+        Command::Snapshot(a) => snapshot::run(&global, a, out),
         Command::Emulator(a) => emulator::run(&global, a, out),
         Command::Completions(a) => completions::run_completions(a, out),
         Command::Man(a) => completions::run_man(a, out),
@@ -134,6 +138,16 @@ pub fn run(cli: Cli, out: &Output) -> Outcome {
             e.outcome
         }
     }
+}
+
+/// Run a future to completion on a fresh multi-threaded tokio runtime (commands are
+/// synchronous; the directory and Carbonite clients are async).
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, CommandError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map(|runtime| runtime.block_on(future))
+        .map_err(|e| CommandError::new(format!("cannot start the async runtime: {e}")))
 }
 
 /// Print a command error: `error: message`, the `Caused by:` chain, and a `hint:` line.

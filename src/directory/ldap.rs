@@ -459,7 +459,17 @@ impl LdapSource {
                 );
         }
         match &e {
-            LdapError::Io { source } if tls_error(source).is_some() => self.tls_failure(request, source),
+            // A TLS client that meets a plain-LDAP port sees garbage or an early close.
+            LdapError::Io { source }
+                if tls_error(source).is_some()
+                    || (self.uses_tls()
+                        && matches!(
+                            source.kind(),
+                            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+                        )) =>
+            {
+                self.tls_failure(request, source)
+            }
             LdapError::Io { source } => self
                 .error(Failure::Connect, request, format!("cannot connect: {source}"))
                 .with_hint("check the host and port in directory.ldap.url and that the server is reachable from here"),
@@ -479,6 +489,14 @@ impl LdapSource {
                 .with_hint("check the host, port and firewall, or raise directory.ldap.timeout"),
             _ => self.transport_error(request, e),
         }
+    }
+
+    fn uses_tls(&self) -> bool {
+        self.start_tls
+            || self
+                .url
+                .get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("ldaps://"))
     }
 
     fn tls_failure(&self, request: &SearchRequest, source: &std::io::Error) -> DirectoryError {

@@ -1,0 +1,1 @@
+//! Samba AD DC harness (see samba_ad.rs).
