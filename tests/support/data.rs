@@ -81,7 +81,7 @@ pub fn user(i: usize, parent: &str) -> String {
         format!("u{i:06}@corp.example").as_bytes(),
     ));
     e.push_str(&line("mail", format!("user{i}@corp.example").as_bytes()));
-    if i % 13 != 0 {
+    if !i.is_multiple_of(13) {
         e.push_str(&line(
             "employeeID",
             format!("E{:05}", i * 7 % 100_000).as_bytes(),
@@ -91,16 +91,16 @@ pub fn user(i: usize, parent: &str) -> String {
         "userAccountControl",
         UAC[(i / 2) % UAC.len()].to_string().as_bytes(),
     ));
-    if i % 11 != 0 {
+    if !i.is_multiple_of(11) {
         e.push_str(&line(
             "department",
             DEPARTMENTS[i % DEPARTMENTS.len()].as_bytes(),
         ));
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         e.push_str(&line("title", b"Engineer"));
     }
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         e.push_str(&line("description", b"first"));
         e.push_str(&line("description", format!("second {i}").as_bytes()));
     }
