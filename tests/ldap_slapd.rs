@@ -128,7 +128,9 @@ fn ten_thousand_users_are_read_completely_with_anchor_and_disabled() {
     let req = request(slapd::STAFF, "(employeeID=E0*)");
     let (entries, stats) = runtime().block_on(source.search_with_stats(&req)).unwrap();
     let expected = (0..10_000)
-        .filter(|i| !i.is_multiple_of(13) && format!("E{:05}", i * 7 % 100_000).starts_with("E0"))
+        .filter(|i: &usize| {
+            !i.is_multiple_of(13) && format!("E{:05}", i * 7 % 100_000).starts_with("E0")
+        })
         .count();
     assert_eq!(entries.len(), expected);
     assert_eq!(stats.pages as usize, expected / 333 + 1);
