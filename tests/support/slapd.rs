@@ -23,15 +23,41 @@ pub const LIMITED_DN: &str = "cn=limited,ou=service,dc=corp,dc=example";
 pub const LIMITED_PW: &str = "limited-Secret-7";
 pub const STAFF: &str = "ou=staff,dc=corp,dc=example";
 
-/// The base entries every instance has: suffix, service accounts, `ou=staff`.
+/// The base entries every instance has: suffix, service accounts, `ou=staff`. Each has an
+/// objectGUID, as every AD object does.
 pub fn base_ldif() -> String {
-    format!(
-        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: corp\no: Corp\n\n\
-         dn: ou=service,{SUFFIX}\nobjectClass: organizationalUnit\nou: service\n\n\
-         dn: {SVC_DN}\nobjectClass: person\ncn: svc\nsn: svc\nuserPassword: {SVC_PW}\n\n\
-         dn: {LIMITED_DN}\nobjectClass: person\ncn: limited\nsn: limited\nuserPassword: {LIMITED_PW}\n\n\
-         dn: {STAFF}\nobjectClass: organizationalUnit\nou: staff\n\n"
-    )
+    let entries = [
+        (
+            SUFFIX.to_string(),
+            "objectClass: dcObject\nobjectClass: organization\ndc: corp\no: Corp\n".to_string(),
+        ),
+        (
+            format!("ou=service,{SUFFIX}"),
+            "objectClass: organizationalUnit\nou: service\n".to_string(),
+        ),
+        (
+            SVC_DN.to_string(),
+            format!("objectClass: person\ncn: svc\nsn: svc\nuserPassword: {SVC_PW}\n"),
+        ),
+        (
+            LIMITED_DN.to_string(),
+            format!("objectClass: person\ncn: limited\nsn: limited\nuserPassword: {LIMITED_PW}\n"),
+        ),
+        (
+            STAFF.to_string(),
+            "objectClass: organizationalUnit\nou: staff\n".to_string(),
+        ),
+    ];
+    let mut out = String::new();
+    for (k, (dn, body)) in entries.iter().enumerate() {
+        out.push_str(&format!("dn: {dn}\nobjectClass: adObject\n{body}"));
+        out.push_str(&super::data::line(
+            "objectGUID",
+            &super::data::guid(1_000_000 + k),
+        ));
+        out.push('\n');
+    }
+    out
 }
 
 /// A running slapd. Dropping it kills the process and removes its directory.
