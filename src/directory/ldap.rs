@@ -10,6 +10,7 @@
 //! response control, a dropped connection, a timeout, or an answer made only of references.
 //! Each error names the server, the base and the filter, and carries a hint.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -235,6 +236,7 @@ impl LdapSource {
         let mut entries = Vec::new();
         let mut stats = SearchStats::default();
         let mut refs: Vec<String> = Vec::new();
+        let mut names = Names::default();
         let mut cookie = Vec::new();
         loop {
             let control: RawControl = PagedResults {
@@ -263,7 +265,7 @@ impl LdapSource {
                     }
                     continue;
                 }
-                let entry = self.convert(item).map_err(|message| {
+                let entry = self.convert(item, &mut names).map_err(|message| {
                     self.error(Failure::InvalidEntry, request, message)
                         .with_hint(self.entry_hint())
                 })?;
@@ -317,8 +319,8 @@ impl LdapSource {
     }
 
     /// A protocol entry -> [`Entry`], with anchor and disabled set.
-    fn convert(&self, item: ResultEntry) -> Result<Entry, String> {
-        let mut entry = parse_entry(item.0, self.flavor)?;
+    fn convert(&self, item: ResultEntry, names: &mut Names) -> Result<Entry, String> {
+        let mut entry = parse_entry(item.0, self.flavor, names)?;
         entry.anchor = anchor(&entry, self.flavor)?;
         if let Some(filter) = &self.disabled {
             entry.disabled = filter.matches(&entry, &|a| self.flavor.is_binary(a));
@@ -684,9 +686,25 @@ fn reference_urls(item: ResultEntry) -> Vec<String> {
         .collect()
 }
 
+/// Attribute names seen in one search, shared by all its entries.
+#[derive(Default)]
+struct Names(HashMap<Vec<u8>, Arc<str>>);
+
+impl Names {
+    /// The shared name for these bytes; `None` when they are not UTF-8.
+    fn intern(&mut self, bytes: Vec<u8>) -> Option<Arc<str>> {
+        if let Some(name) = self.0.get(&bytes) {
+            return Some(name.clone());
+        }
+        let name: Arc<str> = Arc::from(std::str::from_utf8(&bytes).ok()?);
+        self.0.insert(bytes, name.clone());
+        Some(name)
+    }
+}
+
 /// Parse a SearchResultEntry without panicking on malformed input:
 /// `[APPLICATION 4] SEQUENCE { objectName, attributes SEQUENCE OF SEQUENCE { type, SET OF value } }`.
-fn parse_entry(tag: StructureTag, flavor: Flavor) -> Result<Entry, String> {
+fn parse_entry(tag: StructureTag, flavor: Flavor, names: &mut Names) -> Result<Entry, String> {
     let mut parts = tag
         .match_id(4)
         .and_then(StructureTag::expect_constructed)
@@ -702,15 +720,15 @@ fn parse_entry(tag: StructureTag, flavor: Flavor) -> Result<Entry, String> {
             String::from_utf8_lossy(e.as_bytes())
         )
     })?;
-    let mut entry = Entry::new(dn);
     let attributes = match parts.next() {
         Some(StructureTag {
             payload: PL::C(attributes),
             ..
         }) => attributes,
-        Some(_) => return Err(format!("entry {}: malformed attribute list", entry.dn)),
+        Some(_) => return Err(format!("entry {dn}: malformed attribute list")),
         None => Vec::new(),
     };
+    let mut entry = Entry::with_capacity(dn, attributes.len());
     for attribute in attributes {
         let mut pieces = attribute
             .expect_constructed()
@@ -719,7 +737,7 @@ fn parse_entry(tag: StructureTag, flavor: Flavor) -> Result<Entry, String> {
         let name = pieces
             .next()
             .and_then(StructureTag::expect_primitive)
-            .and_then(|n| String::from_utf8(n).ok())
+            .and_then(|n| names.intern(n))
             .ok_or_else(|| format!("entry {}: malformed attribute name", entry.dn))?;
         let values = pieces
             .next()
@@ -734,7 +752,7 @@ fn parse_entry(tag: StructureTag, flavor: Flavor) -> Result<Entry, String> {
             let bytes = value.expect_primitive().ok_or_else(|| {
                 format!("entry {}: attribute {name} has a malformed value", entry.dn)
             })?;
-            entry.push(&name, AttrValue::from_bytes(bytes, binary));
+            entry.push_shared(&name, AttrValue::from_bytes(bytes, binary));
         }
     }
     Ok(entry)
@@ -826,7 +844,7 @@ mod tests {
                 ("userAccountControl", &[b"514"]),
             ],
         );
-        let entry = parse_entry(tag, Flavor::ActiveDirectory).unwrap();
+        let entry = parse_entry(tag, Flavor::ActiveDirectory, &mut Names::default()).unwrap();
         assert!(matches!(
             entry.first("objectGUID"),
             Some(AttrValue::Binary(_))
@@ -849,16 +867,16 @@ mod tests {
             inner: vec![],
         })
         .into_structure();
-        assert!(parse_entry(not_entry, Flavor::Generic).is_err());
+        assert!(parse_entry(not_entry, Flavor::Generic, &mut Names::default()).is_err());
         let empty = Tag::Sequence(Sequence {
             id: 4,
             class: TagClass::Application,
             inner: vec![],
         })
         .into_structure();
-        assert!(parse_entry(empty, Flavor::Generic).is_err());
+        assert!(parse_entry(empty, Flavor::Generic, &mut Names::default()).is_err());
         let bad_dn = entry_tag(&[0xff], &[]);
-        assert!(parse_entry(bad_dn, Flavor::Generic).is_err());
+        assert!(parse_entry(bad_dn, Flavor::Generic, &mut Names::default()).is_err());
     }
 
     #[test]
