@@ -203,19 +203,22 @@ impl Entry {
         let subtypes: &'a [Attribute] = if name.contains(';') {
             &[]
         } else {
-            let prefix = format!("{name};");
+            // Names `name;...` sort right after `name;` (compared without allocating it).
+            let with_semicolon = |n: &str| {
+                n.bytes()
+                    .map(|c| c.to_ascii_lowercase())
+                    .cmp(name.bytes().map(|c| c.to_ascii_lowercase()).chain([b';']))
+            };
+            let is_subtype = |n: &str| {
+                n.len() > name.len()
+                    && n.as_bytes()[name.len()] == b';'
+                    && n.as_bytes()[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            };
             let start = self
                 .attrs
-                .partition_point(|a| cmp_names(&a.name, &prefix) == Ordering::Less);
+                .partition_point(|a| with_semicolon(&a.name) == Ordering::Less);
             let rest = &self.attrs[start..];
-            let len = rest
-                .iter()
-                .take_while(|a| {
-                    a.name
-                        .get(..prefix.len())
-                        .is_some_and(|p| p.eq_ignore_ascii_case(&prefix))
-                })
-                .count();
+            let len = rest.iter().take_while(|a| is_subtype(&a.name)).count();
             &rest[..len]
         };
         exact
