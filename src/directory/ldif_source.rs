@@ -216,3 +216,154 @@ impl Selection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::dn::Scope;
+    use crate::directory::source::Failure;
+
+    const LDIF: &str = "version: 1\n\
+        # a comment\n\
+        dn: DC=corp,DC=example\nobjectClass: domain\ndc: corp\n\n\
+        dn: OU=Staff,DC=corp,DC=example\nobjectClass: organizationalUnit\nou: Staff\n\n\
+        dn: CN=Lee\\, Ann,OU=Staff,DC=corp,DC=example\nobjectClass: user\ncn: Lee, Ann\nsn: Lee\n\
+        objectGUID:: eFY0EjQSeFYSNFZ4mrze8A==\nuserAccountControl: 514\ncn;lang-de: Anna\n\
+        description: long value folded\n  over two lines\n\n\
+        dn: CN=Bo Ek,OU=Sub,OU=Staff,DC=corp,DC=example\nobjectClass: user\ncn: Bo Ek\nsn: Ek\nuserAccountControl: 512\n";
+
+    fn source(flavor: Flavor) -> LdifSource {
+        LdifSource::from_bytes(
+            LDIF.as_bytes(),
+            "users.ldif",
+            "dc=corp,dc=example",
+            flavor,
+            flavor.default_disabled_filter(),
+        )
+        .unwrap()
+    }
+
+    fn dns(entries: &[Entry]) -> Vec<&str> {
+        entries.iter().map(|e| e.dn.as_str()).collect()
+    }
+
+    #[test]
+    fn base_scope_and_filter_with_normalised_dns() {
+        let s = source(Flavor::ActiveDirectory);
+        let search = |base: &str, scope, filter: &str| {
+            s.search_now(&SearchRequest::new(base, scope, filter))
+                .unwrap()
+        };
+        let all = search("dc=corp,dc=example", Scope::Subtree, "(objectClass=user)");
+        assert_eq!(all.len(), 2);
+        let one = search("ou=staff,dc=corp,dc=example", Scope::One, "(objectClass=*)");
+        assert_eq!(dns(&one), ["CN=Lee\\, Ann,OU=Staff,DC=corp,DC=example"]);
+        // `\2C` and case: the same DN.
+        let base = search(
+            "cn=LEE\\2C ANN, ou=staff,dc=corp,dc=example",
+            Scope::Base,
+            "(objectClass=*)",
+        );
+        assert_eq!(base.len(), 1);
+        assert!(base[0].disabled, "514 has the disabled bit");
+        assert_eq!(base[0].anchor, "12345678-1234-5678-1234-56789abcdef0");
+        assert_eq!(
+            base[0].first_text("description"),
+            Some("long value folded over two lines")
+        );
+        let bitwise = search(
+            "dc=corp,dc=example",
+            Scope::Subtree,
+            "(userAccountControl:1.2.840.113556.1.4.803:=2)",
+        );
+        assert_eq!(bitwise.len(), 1);
+        // Subtypes are seen by their base name.
+        assert_eq!(
+            search("dc=corp,dc=example", Scope::Subtree, "(cn=anna)").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn anchors_fall_back_to_the_dn_and_attributes_are_selected() {
+        let s = source(Flavor::ActiveDirectory);
+        let bo = s
+            .search_now(
+                &SearchRequest::new("dc=corp,dc=example", Scope::Subtree, "(sn=ek)")
+                    .with_attributes(["CN", "sn"]),
+            )
+            .unwrap();
+        assert_eq!(bo[0].anchor, "cn=bo ek,ou=sub,ou=staff,dc=corp,dc=example");
+        let names: Vec<&str> = bo[0].attributes().map(|a| &*a.name).collect();
+        assert_eq!(names, ["cn", "sn"]);
+        let lee = s
+            .search_now(
+                &SearchRequest::new("dc=corp,dc=example", Scope::Subtree, "(sn=lee)")
+                    .with_attributes(["cn"]),
+            )
+            .unwrap();
+        let names: Vec<&str> = lee[0].attributes().map(|a| &*a.name).collect();
+        assert_eq!(names, ["cn", "cn;lang-de"], "subtypes come with their type");
+        assert!(lee[0].disabled, "disabled is computed on the whole entry");
+        let generic = source(Flavor::Generic);
+        let all = generic
+            .search_now(&SearchRequest::new(
+                "dc=corp,dc=example",
+                Scope::Base,
+                "(&)",
+            ))
+            .unwrap();
+        assert_eq!(all[0].anchor, "dc=corp,dc=example");
+        assert!(!all[0].disabled);
+    }
+
+    #[test]
+    fn errors_name_the_file_base_and_filter() {
+        let s = source(Flavor::ActiveDirectory);
+        let outside = s
+            .search_now(&SearchRequest::new("dc=other", Scope::Subtree, "(cn=*)"))
+            .unwrap_err();
+        assert_eq!(outside.failure, Failure::NoSuchBase);
+        assert!(outside.to_string().contains("users.ldif"));
+        assert!(outside.to_string().contains("dc=other"));
+        let unsupported = s
+            .search_now(&SearchRequest::new(
+                "dc=corp,dc=example",
+                Scope::Subtree,
+                "(cn:caseExactMatch:=Bo)",
+            ))
+            .unwrap_err();
+        assert_eq!(unsupported.failure, Failure::InvalidRequest);
+        assert!(unsupported.to_string().contains("(cn:caseExactMatch:=Bo)"));
+        assert!(unsupported.hint.is_some());
+        let twice = format!("{LDIF}\ndn: dc=CORP, dc=example\nobjectClass: domain\n");
+        let e = LdifSource::from_bytes(
+            twice.as_bytes(),
+            "twice.ldif",
+            "dc=corp,dc=example",
+            Flavor::Generic,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("more than once"), "{e}");
+        let bad_guid = "dn: cn=x,dc=corp,dc=example\nobjectGUID:: AAEC\n";
+        let e = LdifSource::from_bytes(
+            bad_guid.as_bytes(),
+            "g.ldif",
+            "dc=corp,dc=example",
+            Flavor::ActiveDirectory,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("3 bytes"), "{e}");
+        let missing = LdifSource::load(
+            Path::new("/nonexistent/users.ldif"),
+            "dc=corp,dc=example",
+            Flavor::Generic,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(missing.failure, Failure::Ldif);
+        assert!(missing.hint.as_deref().unwrap().contains("ldif.path"));
+    }
+}

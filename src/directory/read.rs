@@ -159,3 +159,129 @@ pub async fn read_mappings(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(files: &[(&str, &str)]) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        match crate::config::load(dir.path()) {
+            Ok(cfg) => cfg,
+            Err(e) => panic!("{:?}", e.diagnostics),
+        }
+    }
+
+    const INTEGRATION: &str = r#"apiVersion: carbonite-sync/v1
+kind: Integration
+metadata: { name: corp }
+spec:
+  directory:
+    flavor: active-directory
+    ldif: { path: users.ldif, baseDn: "DC=corp,DC=example" }
+  carbonite:
+    emulator: {}
+  formats:
+    corpEmail: "{{ givenName | lower }}.{{ sn | lower }}@corp.example"
+"#;
+
+    fn mapping(name: &str, base: &str, filter: &str, extra: &str) -> String {
+        format!(
+            r#"apiVersion: carbonite-sync/v1
+kind: Mapping
+metadata: {{ name: {name} }}
+spec:
+  source: {{ baseDn: "{base}", filter: "{filter}" }}
+  primaryKey: {{ ldap: employeeID, carbonite: UserCustom1 }}
+  correlate:
+    - {{ ldap: mail, carbonite: Email }}
+  attributes:
+    Email: "{{{{ formats.corpEmail }}}}"
+    Status: "{{{{ 'Suspended' if disabled else 'Active' }}}}"
+{extra}"#
+        )
+    }
+
+    #[test]
+    fn only_the_attributes_the_config_reads_are_requested() {
+        let cfg = load(&[
+            ("integration.yaml", INTEGRATION),
+            (
+                "a.yaml",
+                &mapping(
+                    "staff",
+                    "OU=Staff,DC=corp,DC=example",
+                    "(objectClass=user)",
+                    "    FirstName: \"{{ user.givenName }}\"\n    UserCustom2: \"{{ attrs['msDS-cloudExtensionAttribute1'] }}\"\n",
+                ),
+            ),
+            (
+                "hooks.yaml",
+                "apiVersion: carbonite-sync/v1\nkind: Webhook\nmetadata: { name: hook }\nspec:\n  url: https://example.test/x\n  body: '{\"t\": \"{{ user.title }}\"}'\n---\napiVersion: carbonite-sync/v1\nkind: Orchestration\nmetadata: { name: on-create }\nspec:\n  on: [created]\n  when: \"user.department == 'Sales'\"\n  steps: [ { webhook: hook } ]\n",
+            ),
+        ]);
+        assert_eq!(
+            needed_attributes(&cfg),
+            [
+                "department",
+                "employeeID",
+                "givenName",
+                "mail",
+                "msDS-cloudExtensionAttribute1",
+                "objectGUID",
+                "sn",
+                "title",
+                "userAccountControl",
+                "uSNChanged",
+            ]
+        );
+    }
+
+    #[test]
+    fn dynamic_templates_fall_back_to_every_user_attribute() {
+        let cfg = load(&[
+            ("integration.yaml", INTEGRATION),
+            (
+                "a.yaml",
+                &mapping(
+                    "staff",
+                    "OU=Staff,DC=corp,DC=example",
+                    "(objectClass=user)",
+                    "    UserCustom2: \"{% for a in attrs %}{{ a }}{% endfor %}\"\n",
+                ),
+            ),
+        ]);
+        let attrs = needed_attributes(&cfg);
+        assert_eq!(attrs[0], "*");
+        assert!(attrs.iter().any(|a| a == "objectGUID"));
+        assert!(attrs.iter().any(|a| a == "employeeID"));
+    }
+
+    #[test]
+    fn identical_searches_are_shared() {
+        let cfg = load(&[
+            ("integration.yaml", INTEGRATION),
+            (
+                "a.yaml",
+                &mapping("a", "OU=Staff,DC=corp,DC=example", "(objectClass=user)", ""),
+            ),
+            // The same DN and filter, spelled differently.
+            (
+                "b.yaml",
+                &mapping("b", "ou=staff, dc=CORP,dc=example", "objectClass=user", ""),
+            ),
+            (
+                "c.yaml",
+                &mapping("c", "OU=Staff,DC=corp,DC=example", "(employeeID=*)", ""),
+            ),
+        ]);
+        let searches = plan_searches(&cfg);
+        assert_eq!(searches.len(), 2);
+        let shared = searches.iter().find(|s| s.mappings.len() == 2).unwrap();
+        assert_eq!(shared.mappings, ["a", "b"]);
+        assert!(shared.request.attributes.iter().any(|a| a == "objectGUID"));
+    }
+}
