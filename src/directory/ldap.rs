@@ -577,7 +577,7 @@ impl Client {
 /// Each search runs on a thread of its own with a single-threaded runtime, whatever runtime
 /// the caller uses: decoding and converting entries on one thread avoids a cross-thread wake
 /// and a cross-thread free per entry, which measured as nearly half the CPU of a read (see
-/// docs/decisions.md).
+/// docs/decisions.md). Call it from within a tokio runtime (it uses the blocking pool).
 #[derive(Clone)]
 pub struct LdapSource {
     client: Arc<Client>,
