@@ -13,6 +13,7 @@ pub mod emulator;
 pub mod init;
 pub mod schema;
 pub mod test_endpoint;
+pub mod snapshot;
 pub mod validate;
 
 /// Keep Carbonite backup accounts in step with Active Directory, the GitOps way.
@@ -91,6 +92,8 @@ pub enum Command {
     Schema(schema::Args),
     /// Call an inbound endpoint once and show the fields of its items.
     TestEndpoint(test_endpoint::Args),
+    /// Write directory entries to LDIF (they hold personal data: store them accordingly).
+    Snapshot(snapshot::Args),
     /// Run the Carbonite API emulator on loopback.
     Emulator(emulator::Args),
     /// Print shell completions.
@@ -127,6 +130,7 @@ pub fn run(cli: Cli, out: &Output) -> Outcome {
         Command::Validate(a) => validate::run(&global, a, out),
         Command::Schema(a) => schema::run(&global, a, out),
         Command::TestEndpoint(a) => test_endpoint::run(&global, a, out),
+        Command::Snapshot(a) => snapshot::run(&global, a, out),
         Command::Emulator(a) => emulator::run(&global, a, out),
         Command::Completions(a) => completions::run_completions(a, out),
         Command::Man(a) => completions::run_man(a, out),
@@ -138,6 +142,16 @@ pub fn run(cli: Cli, out: &Output) -> Outcome {
             e.outcome
         }
     }
+}
+
+/// Run a future to completion on a fresh multi-threaded tokio runtime (commands are
+/// synchronous; the directory and Carbonite clients are async).
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, CommandError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map(|runtime| runtime.block_on(future))
+        .map_err(|e| CommandError::new(format!("cannot start the async runtime: {e}")))
 }
 
 /// Print a command error: `error: message`, the `Caused by:` chain, and a `hint:` line.

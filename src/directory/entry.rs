@@ -1,6 +1,7 @@
 //! A directory entry as plain data: DN, attributes (text or bytes), anchor, disabled.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::sync::Arc;
 
 /// One attribute value. LDAP values are octet strings: those that are valid UTF-8 and not one of
 /// the flavor's binary attributes are `Text`; everything else is `Binary`.
@@ -63,19 +64,84 @@ pub fn is_valid_attribute_description(description: &str) -> bool {
         })
 }
 
-/// An attribute: its name as the server spelled it, and its values in server order.
+/// An attribute: its name as the server spelled it, and its values in server order. Names are
+/// shared (`Arc<str>`): a read of 100k entries holds each attribute name once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attribute {
-    pub name: String,
-    pub values: Vec<AttrValue>,
+    pub name: Arc<str>,
+    pub values: Values,
 }
 
-/// A directory entry. Attribute names are case-insensitive (LDAP semantics): the map is keyed by
-/// the ASCII-lowercased name and keeps the server's spelling in [`Attribute::name`].
+/// The values of one attribute. Most attributes have one value, which is stored inline; reads
+/// of large directories hold millions of them. Derefs to a slice.
+#[derive(Clone)]
+pub enum Values {
+    One(AttrValue),
+    Many(Vec<AttrValue>),
+}
+
+impl Values {
+    pub fn push(&mut self, value: AttrValue) {
+        match self {
+            Values::Many(values) => values.push(value),
+            Values::One(_) => {
+                let Values::One(first) = std::mem::replace(self, Values::Many(Vec::new())) else {
+                    return;
+                };
+                *self = Values::Many(vec![first, value]);
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Values {
+    type Target = [AttrValue];
+
+    fn deref(&self) -> &[AttrValue] {
+        match self {
+            Values::One(value) => std::slice::from_ref(value),
+            Values::Many(values) => values,
+        }
+    }
+}
+
+impl PartialEq for Values {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Values {}
+
+impl std::fmt::Debug for Values {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a Values {
+    type Item = &'a AttrValue;
+    type IntoIter = std::slice::Iter<'a, AttrValue>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// ASCII-case-insensitive order of attribute names.
+fn cmp_names(a: &str, b: &str) -> Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+}
+
+/// A directory entry. Attribute names are case-insensitive (LDAP semantics): attributes are
+/// kept sorted by ASCII-lowercased name, each with the server's spelling in
+/// [`Attribute::name`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Entry {
     pub dn: String,
-    attrs: BTreeMap<String, Attribute>,
+    attrs: Vec<Attribute>,
     /// Immutable identity per flavor (objectGUID, entryUUID, or the DN for `generic`).
     pub anchor: String,
     /// Result of the client-side `disabledFilter` evaluation.
@@ -90,46 +156,71 @@ impl Entry {
         }
     }
 
-    /// Append values to an attribute (created when absent).
-    pub fn push(&mut self, name: &str, value: AttrValue) {
-        // Look up without allocating a lowercased key: readers push millions of values.
-        let mut buf = [0u8; 64];
-        if let Some(key) = buf.get_mut(..name.len()) {
-            key.copy_from_slice(name.as_bytes());
-            key.make_ascii_lowercase();
-            if let Ok(key) = std::str::from_utf8(key)
-                && let Some(attr) = self.attrs.get_mut(key)
-            {
-                attr.values.push(value);
-                return;
-            }
+    /// An entry with room for `attributes` attributes (readers know the count up front).
+    pub fn with_capacity(dn: impl Into<String>, attributes: usize) -> Self {
+        Entry {
+            dn: dn.into(),
+            attrs: Vec::with_capacity(attributes),
+            ..Default::default()
         }
-        self.attrs
-            .entry(name.to_ascii_lowercase())
-            .or_insert_with(|| Attribute {
-                name: name.to_string(),
-                values: Vec::new(),
-            })
-            .values
-            .push(value);
+    }
+
+    /// Append a value to an attribute (created when absent).
+    pub fn push(&mut self, name: &str, value: AttrValue) {
+        self.push_with(name, || Arc::from(name), value);
+    }
+
+    /// [`push`](Self::push) with a shared name (readers intern names across entries).
+    pub fn push_shared(&mut self, name: &Arc<str>, value: AttrValue) {
+        self.push_with(name, || name.clone(), value);
+    }
+
+    fn push_with(&mut self, name: &str, make_name: impl FnOnce() -> Arc<str>, value: AttrValue) {
+        match self.attrs.binary_search_by(|a| cmp_names(&a.name, name)) {
+            Ok(i) => self.attrs[i].values.push(value),
+            Err(i) => self.attrs.insert(
+                i,
+                Attribute {
+                    name: make_name(),
+                    values: Values::One(value),
+                },
+            ),
+        }
     }
 
     /// The attribute named `name`, looked up case-insensitively.
     pub fn get(&self, name: &str) -> Option<&Attribute> {
-        self.attrs.get(&name.to_ascii_lowercase())
+        self.attrs
+            .binary_search_by(|a| cmp_names(&a.name, name))
+            .ok()
+            .map(|i| &self.attrs[i])
     }
 
     /// The values an LDAP filter on `name` sees: those of `name` itself and, when `name` has no
     /// options, those of its subtypes with options (`cn;lang-en` for `cn`, RFC 4512 §2.5).
     pub fn values_with_subtypes<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a AttrValue> {
-        let key = name.to_ascii_lowercase();
-        let exact = self.attrs.get(&key);
-        // Keys `name;...` sort between `name;` and `name<` (';' + 1 == '<').
-        let subtypes = (!key.contains(';'))
-            .then(|| self.attrs.range(format!("{key};")..format!("{key}<")))
-            .into_iter()
-            .flatten()
-            .map(|(_, attr)| attr);
+        let exact = self.get(name);
+        let subtypes: &'a [Attribute] = if name.contains(';') {
+            &[]
+        } else {
+            // Names `name;...` sort right after `name;` (compared without allocating it).
+            let with_semicolon = |n: &str| {
+                n.bytes()
+                    .map(|c| c.to_ascii_lowercase())
+                    .cmp(name.bytes().map(|c| c.to_ascii_lowercase()).chain([b';']))
+            };
+            let is_subtype = |n: &str| {
+                n.len() > name.len()
+                    && n.as_bytes()[name.len()] == b';'
+                    && n.as_bytes()[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            };
+            let start = self
+                .attrs
+                .partition_point(|a| with_semicolon(&a.name) == Ordering::Less);
+            let rest = &self.attrs[start..];
+            let len = rest.iter().take_while(|a| is_subtype(&a.name)).count();
+            &rest[..len]
+        };
         exact
             .into_iter()
             .chain(subtypes)
@@ -148,11 +239,14 @@ impl Entry {
 
     /// All attributes, ordered by lowercased name.
     pub fn attributes(&self) -> impl Iterator<Item = &Attribute> {
-        self.attrs.values()
+        self.attrs.iter()
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Attribute> {
-        self.attrs.remove(&name.to_ascii_lowercase())
+        self.attrs
+            .binary_search_by(|a| cmp_names(&a.name, name))
+            .ok()
+            .map(|i| self.attrs.remove(i))
     }
 }
 
@@ -167,7 +261,7 @@ mod tests {
         e.push("GIVENNAME", AttrValue::Text("Anna".into()));
         assert_eq!(e.first_text("givenname"), Some("Ann"));
         assert_eq!(e.get("GivenName").unwrap().values.len(), 2);
-        assert_eq!(e.get("givenName").unwrap().name, "givenName");
+        assert_eq!(&*e.get("givenName").unwrap().name, "givenName");
     }
 
     #[test]

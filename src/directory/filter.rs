@@ -135,6 +135,50 @@ impl Filter {
         .parse_top()
     }
 
+    /// `(attr=value)` for a value the tool itself puts into a filter (a primary key, an
+    /// anchor's bytes): printing escapes `*`, `(`, `)`, `\`, NUL, control characters and
+    /// non-UTF-8 bytes as RFC 4515 requires, so no value can change the filter's meaning.
+    pub fn equality(attr: &str, value: impl AsRef<[u8]>) -> Filter {
+        Filter::Equality {
+            attr: attr.to_string(),
+            value: value.as_ref().to_vec(),
+        }
+    }
+
+    /// The attribute types (options dropped) this filter tests, in first-use order, each once
+    /// (compared case-insensitively).
+    pub fn attribute_types(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        self.collect_attribute_types(&mut out);
+        out
+    }
+
+    fn collect_attribute_types(&self, out: &mut Vec<String>) {
+        let attr = match self {
+            Filter::And(parts) | Filter::Or(parts) => {
+                for part in parts {
+                    part.collect_attribute_types(out);
+                }
+                return;
+            }
+            Filter::Not(inner) => return inner.collect_attribute_types(out),
+            Filter::Equality { attr, .. }
+            | Filter::Substrings { attr, .. }
+            | Filter::GreaterOrEqual { attr, .. }
+            | Filter::LessOrEqual { attr, .. }
+            | Filter::Present { attr }
+            | Filter::Approx { attr, .. } => attr.as_str(),
+            Filter::Extensible {
+                attr: Some(attr), ..
+            } => attr.as_str(),
+            Filter::Extensible { attr: None, .. } => return,
+        };
+        let attr = attribute_type(attr);
+        if !out.iter().any(|a| a.eq_ignore_ascii_case(attr)) {
+            out.push(attr.to_string());
+        }
+    }
+
     /// Check that [`Filter::matches`] evaluates this filter as a server would: and, or, not,
     /// equality, presence, substrings, `>=`, `<=`, `~=`, and extensible matches with the
     /// bitwise rules [`BIT_AND_RULE`] / [`BIT_OR_RULE`] on a named attribute with an integer
@@ -982,6 +1026,24 @@ impl Parser<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn values_put_into_filters_are_escaped() {
+        let f = Filter::equality("cn", b"a*(b)\\c\0\xff");
+        assert_eq!(f.to_string(), r"(cn=a\2a\28b\29\5cc\00\ff)");
+        assert_eq!(Filter::parse(&f.to_string()), Ok(f));
+        let guid = [
+            0x28u8, 0x2a, 0x29, 0x5c, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+        ];
+        let f = Filter::equality("objectGUID", guid);
+        assert_eq!(Filter::parse(&f.to_string()), Ok(f));
+    }
+
+    #[test]
+    fn attribute_types_of_a_filter() {
+        let f = Filter::parse("(&(userAccountControl:1.2.840.113556.1.4.803:=2)(!(CN;lang-en=x))(cn=*)(:dn:2.5.13.5:=y))").unwrap();
+        assert_eq!(f.attribute_types(), ["userAccountControl", "CN"]);
+    }
 
     fn parse(s: &str) -> Filter {
         Filter::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))

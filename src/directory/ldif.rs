@@ -393,7 +393,7 @@ empty:\n";
         assert!(texts(gerald, "description")[0].contains("(a CR).\r  By the way"));
         assert_eq!(texts(gerald, "cn;lang-en"), ["Gerald"]);
         assert_eq!(
-            gerald.get("CN;LANG-EN").map(|a| a.name.as_str()),
+            gerald.get("CN;LANG-EN").map(|a| &*a.name),
             Some("cn;lang-en")
         );
         assert_eq!(texts(gerald, "empty"), [""]);

@@ -337,11 +337,7 @@ impl Object for EntryObject {
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let names: Vec<Value> = self
-            .0
-            .attributes()
-            .map(|a| Value::from(a.name.as_str()))
-            .collect();
+        let names: Vec<Value> = self.0.attributes().map(|a| Value::from(&*a.name)).collect();
         Enumerator::Values(names)
     }
 
@@ -368,11 +364,7 @@ impl Object for AttrsObject {
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let names: Vec<Value> = self
-            .0
-            .attributes()
-            .map(|a| Value::from(a.name.as_str()))
-            .collect();
+        let names: Vec<Value> = self.0.attributes().map(|a| Value::from(&*a.name)).collect();
         Enumerator::Values(names)
     }
 }
@@ -402,11 +394,7 @@ impl Object for AllObject {
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let names: Vec<Value> = self
-            .0
-            .attributes()
-            .map(|a| Value::from(a.name.as_str()))
-            .collect();
+        let names: Vec<Value> = self.0.attributes().map(|a| Value::from(&*a.name)).collect();
         Enumerator::Values(names)
     }
 }

@@ -51,6 +51,7 @@ mod context;
 mod error;
 pub mod filters;
 mod lookup;
+mod refs;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -64,6 +65,7 @@ pub use error::{FormatIssue, RenderError, TemplateIssue};
 pub use lookup::{
     COMPANIES, Company, LookupIndex, LookupMode, LookupTables, TABLES, USER_GROUPS, UserGroup,
 };
+pub use refs::{AttributeRefs, referenced_attributes, referenced_attributes_in_expression};
 
 use check::{Checked, Known};
 use context::Root;
