@@ -9,6 +9,7 @@ pub mod directory;
 pub mod emulator;
 pub mod error;
 pub mod output;
+pub mod pass;
 pub mod reconcile;
 pub mod render;
 pub mod schema;

@@ -115,14 +115,24 @@ impl StateFiles {
     /// reports `no_baseline` and holds destructive actions back, the safe side).
     pub fn baseline(&self) -> Option<std::collections::BTreeMap<String, u64>> {
         let bytes = std::fs::read(self.dir.join("baseline.json")).ok()?;
-        serde_json::from_slice::<BaselineFile>(&bytes).ok().map(|b| b.mappings)
+        serde_json::from_slice::<BaselineFile>(&bytes)
+            .ok()
+            .map(|b| b.mappings)
     }
 
     /// Write the baseline: called by `apply`/`watch` passes that read completely and were not
     /// refused by `minSourceEntries` or the shrink guard.
-    pub fn write_baseline(&self, counts: &std::collections::BTreeMap<String, u64>, written_at: &str) -> std::io::Result<()> {
+    pub fn write_baseline(
+        &self,
+        counts: &std::collections::BTreeMap<String, u64>,
+        written_at: &str,
+    ) -> std::io::Result<()> {
         ensure_state_dir(&self.dir)?;
-        let f = BaselineFile { version: 1, written_at: written_at.to_string(), mappings: counts.clone() };
+        let f = BaselineFile {
+            version: 1,
+            written_at: written_at.to_string(),
+            mappings: counts.clone(),
+        };
         let bytes = serde_json::to_vec_pretty(&f).map_err(std::io::Error::other)?;
         write_atomic(&self.dir.join("baseline.json"), &bytes, true)
     }
@@ -138,7 +148,11 @@ impl StateFiles {
 
     pub fn write_suspended(&self, ids: &std::collections::BTreeSet<String>) -> std::io::Result<()> {
         ensure_state_dir(&self.dir)?;
-        let bytes = serde_json::to_vec_pretty(&SuspendedFile { version: 1, accounts: ids.clone() }).map_err(std::io::Error::other)?;
+        let bytes = serde_json::to_vec_pretty(&SuspendedFile {
+            version: 1,
+            accounts: ids.clone(),
+        })
+        .map_err(std::io::Error::other)?;
         write_atomic(&self.dir.join("suspended.json"), &bytes, true)
     }
 }

@@ -47,13 +47,13 @@ use super::ledger::{Ledger, LedgerError, Reservation};
 use super::pagination::{PageRequest, Pager};
 use super::profile::{COMPANIES, TOKEN_ROUTE, USER_BY_EMAIL, USER_GROUPS, USERS};
 use super::redact::{REDACTED, Redactor};
-use crate::state::ensure_state_dir;
 use crate::config::Config;
 use crate::config::model::{
     Auth, Carbonite, CarboniteTarget, Endpoint, EndpointTarget, Route, UndefinedMode,
 };
 use crate::config::secret::{Secret, SecretRef, is_sensitive_key};
 use crate::emulator::{self, EmulatorOptions, RunningEmulator};
+use crate::state::ensure_state_dir;
 use crate::template::{
     self, Company, CompiledTemplate, EngineSettings, LookupIndex, LookupTables, RenderContext,
     TemplateEngine, Usage, UserGroup,

@@ -44,9 +44,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{ensure_state_dir, private_options, write_atomic};
 use crate::config::model::RateLimits;
 use crate::config::rate::Rate;
+use crate::state::{ensure_state_dir, private_options, write_atomic};
 
 /// File name of the ledger inside the state dir.
 pub const LEDGER_FILE: &str = "ledger.json";

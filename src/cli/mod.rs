@@ -11,9 +11,10 @@ use crate::output::{ColorChoice, Output};
 pub mod completions;
 pub mod emulator;
 pub mod init;
+pub mod plan;
 pub mod schema;
-pub mod test_endpoint;
 pub mod snapshot;
+pub mod test_endpoint;
 pub mod validate;
 
 /// Keep Carbonite backup accounts in step with Active Directory, the GitOps way.
@@ -88,6 +89,8 @@ pub enum Command {
     Init(init::Args),
     /// Check the whole config offline and report every problem at once.
     Validate(validate::Args),
+    /// Read AD and Carbonite, diff, and print what apply would change.
+    Plan(plan::Args),
     /// Print or write the JSON Schemas of the config files.
     Schema(schema::Args),
     /// Call an inbound endpoint once and show the fields of its items.
@@ -128,6 +131,7 @@ pub fn run(cli: Cli, out: &Output) -> Outcome {
     let result = match cli.command {
         Command::Init(a) => init::run(&global, a, out),
         Command::Validate(a) => validate::run(&global, a, out),
+        Command::Plan(a) => plan::run(&global, a, out),
         Command::Schema(a) => schema::run(&global, a, out),
         Command::TestEndpoint(a) => test_endpoint::run(&global, a, out),
         Command::Snapshot(a) => snapshot::run(&global, a, out),

@@ -31,7 +31,7 @@ pub fn run(global: &super::GlobalArgs, args: Args, out: &Output) -> CommandResul
     if !args.online {
         return Ok(Outcome::Success);
     }
-    let verdicts = super::block_on(online_checks(&cfg))?;
+    let verdicts = super::block_on(online_checks(&cfg, &global.state_dir()))?;
     for verdict in &verdicts {
         out.out(&verdict.line());
     }
@@ -84,10 +84,19 @@ impl Verdict {
     }
 }
 
-/// Every online check, in order. A check for another connection (the Carbonite token and
-/// one listing page) is one more entry here, returning its own [`Verdict`].
-async fn online_checks(cfg: &Config) -> Vec<Verdict> {
-    vec![directory_check(cfg).await]
+/// Every online check, in order: the directory, then Carbonite (connection, token, one page
+/// of each endpoint the mappings read).
+async fn online_checks(cfg: &Config, state_dir: &std::path::Path) -> Vec<Verdict> {
+    let mut verdicts = vec![directory_check(cfg).await];
+    for v in crate::carbonite::online_check(cfg, state_dir).await {
+        verdicts.push(Verdict {
+            check: "carbonite",
+            ok: v.ok,
+            detail: format!("{}: {}", v.name.trim_start_matches("carbonite "), v.detail),
+            hint: None,
+        });
+    }
+    verdicts
 }
 
 /// LDAP: resolve the password, connect, bind, read the base entry. LDIF: read and parse the

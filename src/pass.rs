@@ -1,0 +1,306 @@
+//! One reconcile pass, end to end: read the directory and Carbonite concurrently, render the
+//! desired state, run the pure core, and describe the result. The I/O edges live here so the
+//! commands (`plan`, later `apply` and `watch`) stay thin.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+use crate::carbonite::ledger::PlannedCalls;
+use crate::carbonite::{CarboniteClient, ClientError, ClientOptions};
+use crate::config::Config;
+use crate::config::model::{DirectorySource as SourceConfig, USER_FIELDS};
+use crate::directory::read::{plan_searches, read_mappings};
+use crate::directory::source::DirectoryError;
+use crate::reconcile::{self, Action, Baseline, ObservedAccount, Plan};
+use crate::render::{ObservedSource, PlanMeta};
+use crate::template::{EngineSettings, LookupIndex, RenderContext, TemplateEngine, Undefined};
+
+/// Why a pass could not produce a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error(transparent)]
+    Carbonite(Box<ClientError>),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<ClientError> for PassError {
+    fn from(e: ClientError) -> Self {
+        PassError::Carbonite(Box::new(e))
+    }
+}
+
+/// What the caller decides.
+#[derive(Clone, Debug, Default)]
+pub struct PassOptions {
+    pub only_mappings: Option<BTreeSet<String>>,
+    pub allow_destructive: Option<u64>,
+}
+
+/// A computed plan with everything the renderers and the executor need.
+pub struct PassResult {
+    pub plan: Plan,
+    pub meta: PlanMeta,
+}
+
+/// The time the pass considers "now": `CARBONITE_SYNC_NOW` (RFC 3339; a testing aid that keeps
+/// outputs byte-identical), else the system clock.
+pub fn now() -> SystemTime {
+    std::env::var("CARBONITE_SYNC_NOW")
+        .ok()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| {
+            SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_millis(t.timestamp_millis().max(0) as u64)
+        })
+        .unwrap_or_else(SystemTime::now)
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// `sha256:` over the sorted (relative path, NUL, bytes) of every loaded YAML file and the LDIF
+/// source (SPEC §7).
+pub fn config_digest(cfg: &Config) -> String {
+    let mut parts: Vec<(String, Vec<u8>)> = cfg
+        .sources
+        .files
+        .iter()
+        .filter(|f| !f.rel_path.starts_with('<'))
+        .map(|f| (f.rel_path.clone(), f.bytes.to_vec()))
+        .collect();
+    if let SourceConfig::Ldif { path, .. } = &cfg.integration.directory.source {
+        let rel = path
+            .strip_prefix(&cfg.dir)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        parts.push((rel, std::fs::read(path).unwrap_or_default()));
+    }
+    parts.sort();
+    let mut h = Sha256::new();
+    for (p, b) in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+        h.update(&b);
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+/// The config dir's git commit, when it is a git work tree.
+pub fn git_commit(dir: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| s.len() == 40)
+}
+
+/// Read, diff and describe. The directory and Carbonite are read concurrently.
+pub async fn compute(
+    cfg: &Config,
+    state_dir: &Path,
+    opts: &PassOptions,
+) -> Result<PassResult, PassError> {
+    let started = now();
+    let source = crate::directory::source::open(&cfg.integration.directory)?;
+    let client = CarboniteClient::connect(cfg, state_dir, ClientOptions::default()).await?;
+    let searches = plan_searches(cfg);
+
+    // Endpoint groups the mappings read, with their key field.
+    let mut groups: BTreeMap<Vec<String>, String> = BTreeMap::new();
+    for m in &cfg.mappings {
+        let mut e = m.endpoints.clone();
+        e.sort();
+        e.dedup();
+        groups
+            .entry(e)
+            .or_insert_with(|| m.primary_key.carbonite.clone());
+    }
+    let read_directory = read_mappings(source.as_ref(), &searches);
+    let read_carbonite = async {
+        let mut accounts = Vec::new();
+        for (endpoints, key_field) in &groups {
+            accounts.extend(client.list_accounts(endpoints, key_field).await?);
+        }
+        let tables = client.lookup_tables().await?;
+        Ok::<_, ClientError>((accounts, tables))
+    };
+    let (entries, listed) = tokio::join!(read_directory, read_carbonite);
+    let listed_at = now();
+    let result = finish(
+        cfg, state_dir, &client, entries, listed, opts, started, listed_at,
+    );
+    let closed = client.close().await;
+    let r = result?;
+    closed?;
+    Ok(r)
+}
+
+#[allow(clippy::too_many_arguments)] // the pieces of one pass, gathered by `compute`
+fn finish(
+    cfg: &Config,
+    state_dir: &Path,
+    client: &CarboniteClient,
+    entries: Result<crate::directory::read::MappingEntries, DirectoryError>,
+    listed: Result<
+        (
+            Vec<crate::carbonite::ObservedAccount>,
+            crate::template::LookupTables,
+        ),
+        ClientError,
+    >,
+    opts: &PassOptions,
+    started: SystemTime,
+    listed_at: SystemTime,
+) -> Result<PassResult, PassError> {
+    let entries = entries?;
+    let (accounts, tables) = listed?;
+    let observed: Vec<ObservedAccount> = accounts.iter().filter_map(to_observed).collect();
+
+    let mut engine = TemplateEngine::new(EngineSettings {
+        undefined: match cfg.integration.templates.undefined {
+            crate::config::model::UndefinedMode::Lenient => Undefined::Lenient,
+            crate::config::model::UndefinedMode::Strict => Undefined::Strict,
+        },
+        formats: cfg.integration.templates.formats.clone(),
+    })
+    .map_err(|e| {
+        PassError::Other(format!(
+            "templates: {}",
+            e.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
+    let compiled = reconcile::desired::compile(&mut engine, &cfg.mappings).map_err(|e| {
+        PassError::Other(format!(
+            "templates: {}",
+            e.iter()
+                .map(|(w, i)| format!("{w}: {i}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
+    let per_mapping: Vec<Vec<Arc<crate::directory::Entry>>> = cfg
+        .mappings
+        .iter()
+        .map(|m| {
+            entries
+                .get(&m.name)
+                .map(|v| v.iter().cloned().map(Arc::new).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    let ctx = RenderContext::new(Arc::new(LookupIndex::new(&tables)));
+    let desired = reconcile::desired::render(&engine, &compiled, &per_mapping, &ctx);
+
+    let mut fields: Vec<String> = USER_FIELDS.iter().map(|s| s.to_string()).collect();
+    fields.extend(cfg.integration.carbonite.extra_fields.iter().cloned());
+    let state = crate::state::StateFiles::new(state_dir);
+    let suspended = state.suspended();
+    let baseline: Option<Baseline> = state.baseline();
+    let plan = reconcile::reconcile(&reconcile::Input {
+        mappings: &cfg.mappings,
+        policy: &cfg.integration.policy,
+        desired: &desired,
+        observed: &observed,
+        suspended_by_us: &suspended,
+        baseline: baseline.as_ref(),
+        fingerprint_fields: &fields,
+        options: reconcile::Options {
+            only_mappings: opts.only_mappings.clone(),
+            allow_destructive: opts.allow_destructive,
+            plan_destructive: true,
+        },
+    });
+
+    // Estimate: calls per route and when the last one can go under the limits and the ledger.
+    let routes = &cfg.integration.carbonite.routes;
+    let mut calls: BTreeMap<String, u64> = BTreeMap::new();
+    for c in &plan.changes {
+        let route = match c.action {
+            Action::Create => routes.create_user.to_string(),
+            Action::Delete => routes.delete_user.to_string(),
+            _ => routes.update_user.to_string(),
+        };
+        *calls.entry(route).or_default() += 1;
+    }
+    let create_route = routes.create_user.to_string();
+    let planned: Vec<PlannedCalls> = calls
+        .iter()
+        .map(|(route, count)| PlannedCalls {
+            route: route.clone(),
+            count: *count,
+            is_create: *route == create_route,
+        })
+        .collect();
+    let earliest = client
+        .ledger()
+        .schedule(&planned, listed_at)
+        .ok()
+        .map(|s| rfc3339(s.completion));
+    let observed_fingerprint = {
+        let mut h = Sha256::new();
+        let mut sorted: Vec<&ObservedAccount> = observed.iter().collect();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        for a in sorted {
+            h.update(reconcile::fingerprint::canonical_json(a, &fields).as_bytes());
+            h.update(b"\n");
+        }
+        format!("sha256:{}", hex::encode(h.finalize()))
+    };
+    let meta = PlanMeta {
+        generated_at: rfc3339(started),
+        config_digest: config_digest(cfg),
+        git_commit: git_commit(&cfg.dir),
+        observed_source: ObservedSource::Live,
+        listed_at: Some(rfc3339(listed_at)),
+        cache_age: None,
+        observed_fingerprint: Some(observed_fingerprint),
+        calls,
+        earliest_completion: if plan.changes.is_empty() {
+            None
+        } else {
+            earliest
+        },
+    };
+    Ok(PassResult { plan, meta })
+}
+
+/// The wire-level listing -> the core's view (string fields, empty values dropped).
+fn to_observed(a: &crate::carbonite::ObservedAccount) -> Option<ObservedAccount> {
+    let id = a.id.clone()?;
+    let fields = a
+        .fields
+        .iter()
+        .filter_map(|(k, v)| {
+            let s = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => return None,
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            (!s.is_empty()).then(|| (k.clone(), s))
+        })
+        .collect();
+    Some(ObservedAccount {
+        id,
+        fields,
+        endpoints: a.endpoints.iter().cloned().collect(),
+    })
+}
