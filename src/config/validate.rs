@@ -720,18 +720,8 @@ impl<'a> Validator<'a> {
                 None
             }
         };
-        let mut query = Vec::new();
-        for (k, v) in s.query.iter() {
-            self.request_value(k, v, "query parameter");
-            self.template(v, Usage::EndpointQuery);
-            query.push((k.value.clone(), v.value.clone()));
-        }
-        let mut headers = Vec::new();
-        for (k, v) in s.headers.iter() {
-            self.request_value(k, v, "header");
-            self.template(v, Usage::EndpointHeader);
-            headers.push((k.value.clone(), v.value.clone()));
-        }
+        let query = self.request_values(&s.query, "query parameter", Usage::EndpointQuery);
+        let headers = self.request_values(&s.headers, "header", Usage::EndpointHeader);
         let pagination = match &s.pagination {
             None => Pagination {
                 style: PaginationStyle::None,
@@ -850,6 +840,22 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// Check the headers or query parameters of a request: no literal secrets, valid templates.
+    fn request_values(
+        &mut self,
+        map: &raw::OrderedMap<Sp<String>>,
+        what: &str,
+        usage: Usage,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (k, v) in map.iter() {
+            self.request_value(k, v, what);
+            self.template(v, usage);
+            out.push((k.value.clone(), v.value.clone()));
+        }
+        out
+    }
+
     /// A header or query value: sensitive keys must take their value from `secret()`.
     fn request_value(&mut self, k: &Sp<String>, v: &Sp<String>, what: &str) {
         if is_sensitive_key(&k.value) && !v.value.contains("secret(") {
@@ -924,18 +930,8 @@ impl<'a> Validator<'a> {
                 }
                 None => "POST".into(),
             };
-            let mut headers = Vec::new();
-            for (k, v) in s.headers.iter() {
-                self.request_value(k, v, "header");
-                self.template(v, Usage::WebhookHeader);
-                headers.push((k.value.clone(), v.value.clone()));
-            }
-            let mut query = Vec::new();
-            for (k, v) in s.query.iter() {
-                self.request_value(k, v, "query parameter");
-                self.template(v, Usage::WebhookQuery);
-                query.push((k.value.clone(), v.value.clone()));
-            }
+            let headers = self.request_values(&s.headers, "header", Usage::WebhookHeader);
+            let query = self.request_values(&s.query, "query parameter", Usage::WebhookQuery);
             if let Some(b) = &s.body {
                 let escape = match s.message_type.unwrap_or_default() {
                     MessageType::Json => Escape::Json,
