@@ -195,16 +195,7 @@ fn finish(
                 .join("; ")
         ))
     })?;
-    let per_mapping: Vec<Vec<Arc<crate::directory::Entry>>> = cfg
-        .mappings
-        .iter()
-        .map(|m| {
-            entries
-                .get(&m.name)
-                .map(|v| v.iter().cloned().map(Arc::new).collect())
-                .unwrap_or_default()
-        })
-        .collect();
+    let per_mapping = entries_per_mapping(cfg, entries);
     let ctx = RenderContext::new(Arc::new(LookupIndex::new(&tables)));
     let desired = reconcile::desired::render(&engine, &compiled, &per_mapping, &ctx);
 
@@ -279,6 +270,35 @@ fn finish(
         },
     };
     Ok(PassResult { plan, meta })
+}
+
+/// Hand each mapping its entries as shared `Arc<Entry>`s. Mappings that share a search share
+/// the entries; each entry is moved (not copied) into its `Arc`.
+fn entries_per_mapping(
+    cfg: &Config,
+    entries: crate::directory::read::MappingEntries,
+) -> Vec<Vec<Arc<crate::directory::Entry>>> {
+    let mut groups: Vec<(Arc<Vec<crate::directory::Entry>>, Vec<String>)> = Vec::new();
+    for (name, list) in entries {
+        match groups.iter_mut().find(|g| Arc::ptr_eq(&g.0, &list)) {
+            Some(g) => g.1.push(name),
+            None => groups.push((list, vec![name])),
+        }
+    }
+    let mut by_name: BTreeMap<String, Vec<Arc<crate::directory::Entry>>> = BTreeMap::new();
+    for (list, names) in groups {
+        let shared: Vec<Arc<crate::directory::Entry>> = match Arc::try_unwrap(list) {
+            Ok(owned) => owned.into_iter().map(Arc::new).collect(),
+            Err(still_shared) => still_shared.iter().cloned().map(Arc::new).collect(),
+        };
+        for name in names {
+            by_name.insert(name, shared.clone());
+        }
+    }
+    cfg.mappings
+        .iter()
+        .map(|m| by_name.remove(&m.name).unwrap_or_default())
+        .collect()
 }
 
 /// The wire-level listing -> the core's view (string fields, empty values dropped).
