@@ -27,12 +27,20 @@ impl Drop for Emulator {
 }
 
 impl Emulator {
-    fn start(dir: &Path) -> Emulator {
+    /// With `orphan`, the tenant also has a managed account whose user is not in the directory.
+    fn start(dir: &Path, orphan: bool) -> Emulator {
         let quick = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
         let mut seed: Value =
             serde_json::from_slice(&std::fs::read(quick.join("carbonite-seed.json")).unwrap())
                 .unwrap();
         seed["ApiKeys"] = serde_json::json!([{"Email": EMAIL, "ApiKeySecret": CANARY}]);
+        if orphan {
+            let mut user = seed["Users"][0].clone();
+            user["UserId"] = "b1c2d3e4-0000-4000-8000-0000000000ff".into();
+            user["Email"] = "gone@corp.example".into();
+            user["UserCustom1"] = "E9999".into();
+            seed["Users"].as_array_mut().unwrap().push(user);
+        }
         let seed_path = dir.join("seed.json");
         std::fs::write(&seed_path, seed.to_string()).unwrap();
         let mut child = Command::new(BIN)
@@ -112,7 +120,7 @@ fn plan(cfg: &Path, state: &Path, args: &[&str]) -> (i32, String, String) {
 #[test]
 fn a_cache_plan_matches_the_live_one_and_makes_no_call() {
     let dir = tempfile::tempdir().unwrap();
-    let emu = Emulator::start(dir.path());
+    let emu = Emulator::start(dir.path(), false);
     let cfg = config(dir.path(), &emu.base, "");
     let state = dir.path().join("state");
 
@@ -136,6 +144,8 @@ fn a_cache_plan_matches_the_live_one_and_makes_no_call() {
     assert_eq!(code, 0, "{err}");
     let cached: Value = serde_json::from_str(&cached).unwrap();
     assert_eq!(cached["observed"]["source"], "cache");
+    assert!(cached["observed"]["cache_age"].is_string(), "{cached}");
+    assert!(live["observed"].get("cache_age").is_none());
     assert_eq!(
         cached["observed"]["listed_at"],
         live["observed"]["listed_at"]
@@ -179,7 +189,7 @@ fn cache_without_a_cache_exits_1_with_a_hint() {
 #[test]
 fn live_without_budget_exits_5_and_auto_falls_back_to_the_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let emu = Emulator::start(dir.path());
+    let emu = Emulator::start(dir.path(), false);
     let cfg = config(
         dir.path(),
         &emu.base,
@@ -208,7 +218,7 @@ fn live_without_budget_exits_5_and_auto_falls_back_to_the_cache() {
 #[test]
 fn out_writes_a_private_json_plan_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let emu = Emulator::start(dir.path());
+    let emu = Emulator::start(dir.path(), false);
     let cfg = config(dir.path(), &emu.base, "");
     let state = dir.path().join("state");
     let file = dir.path().join("plan.json");
@@ -260,4 +270,27 @@ fn out_writes_a_private_json_plan_without_secrets() {
     let (code, _, err) = plan(&cfg, &state, &["--out", file2.to_str().unwrap()]);
     assert_eq!(code, 3, "{err}");
     assert!(!file2.exists());
+}
+
+#[test]
+fn out_with_held_back_destructive_changes_writes_the_rest_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(dir.path(), true);
+    let cfg = config(dir.path(), &emu.base, "");
+    let file = dir.path().join("plan.json");
+    let (code, _, err) = plan(
+        &cfg,
+        &dir.path().join("state"),
+        &["--format", "json", "--out", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 3, "{err}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let actions: Vec<&str> = v["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["action"].as_str().unwrap())
+        .collect();
+    assert!(!actions.is_empty());
+    assert!(!actions.contains(&"suspend"), "{actions:?}");
 }
