@@ -313,6 +313,37 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_counts_pages_lookups_and_the_token() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+        let cfg = crate::config::load(&dir).unwrap();
+        let groups = vec![vec!["carbonite-users".to_string()]];
+        // No cache: one page per listing.
+        let calls = listing_calls(&cfg, &groups, None, true);
+        assert_eq!(calls.get("GET /api/users"), Some(&1));
+        assert_eq!(calls.get("GET /api/companies"), Some(&1));
+        assert_eq!(calls.get("GET /api/usergroups"), Some(&1));
+        assert_eq!(calls.get("POST /api/tokens/apikey"), Some(&1));
+        // 1001 cached accounts at 500 a page: 3 pages; user groups once per company.
+        let mut c = cache();
+        let a = c.groups[0].accounts[0].clone();
+        c.groups[0].accounts = vec![a; 1001];
+        c.lookup_tables.companies = vec![
+            crate::template::Company {
+                id: "c1".into(),
+                name: "A".into(),
+            },
+            crate::template::Company {
+                id: "c2".into(),
+                name: "B".into(),
+            },
+        ];
+        let calls = listing_calls(&cfg, &groups, Some(&c), false);
+        assert_eq!(calls.get("GET /api/users"), Some(&3));
+        assert_eq!(calls.get("GET /api/usergroups"), Some(&2));
+        assert_eq!(calls.get("POST /api/tokens/apikey"), None);
+    }
+
+    #[test]
     fn ages_read_like_a_person_would() {
         let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(3 * 3600 + 12 * 60);
         assert_eq!(

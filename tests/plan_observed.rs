@@ -294,3 +294,29 @@ fn out_with_held_back_destructive_changes_writes_the_rest_and_exits_3() {
     assert!(!actions.is_empty());
     assert!(!actions.contains(&"suspend"), "{actions:?}");
 }
+
+#[test]
+fn the_in_process_emulator_quickstart_plans_from_its_cache() {
+    let state = tempfile::tempdir().unwrap();
+    let quick = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    let (code, live, err) = plan(&quick, state.path(), &["--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let ledger = std::fs::read(state.path().join("ledger.json")).unwrap();
+    let (code, cached, err) = plan(
+        &quick,
+        state.path(),
+        &["--format", "json", "--observed", "cache"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (live, cached): (Value, Value) = (
+        serde_json::from_str(&live).unwrap(),
+        serde_json::from_str(&cached).unwrap(),
+    );
+    assert_eq!(cached["observed"]["source"], "cache");
+    assert_eq!(live["changes"], cached["changes"]);
+    // Every call takes a ledger slot: an unchanged ledger means no call.
+    assert_eq!(
+        std::fs::read(state.path().join("ledger.json")).unwrap(),
+        ledger
+    );
+}
