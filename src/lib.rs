@@ -8,6 +8,7 @@ pub mod config;
 pub mod directory;
 pub mod emulator;
 pub mod error;
+pub mod observed_cache;
 pub mod output;
 pub mod pass;
 pub mod reconcile;

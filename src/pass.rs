@@ -9,12 +9,13 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::carbonite::ledger::PlannedCalls;
+use crate::carbonite::ledger::{Ledger, PlannedCalls};
 use crate::carbonite::{CarboniteClient, ClientError, ClientOptions};
 use crate::config::Config;
 use crate::config::model::{DirectorySource as SourceConfig, USER_FIELDS};
 use crate::directory::read::{plan_searches, read_mappings};
 use crate::directory::source::DirectoryError;
+use crate::observed_cache::{CacheError, CachedGroup, ObservedCache};
 use crate::reconcile::{self, Action, Baseline, ObservedAccount, Plan};
 use crate::render::{ObservedSource, PlanMeta};
 use crate::template::{EngineSettings, LookupIndex, RenderContext, TemplateEngine, Undefined};
@@ -28,6 +29,17 @@ pub enum PassError {
     Carbonite(Box<ClientError>),
     #[error("{0}")]
     Other(String),
+    /// `--observed cache` without a usable cache.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// `--observed live` when the budget cannot cover the listing (exit 5).
+    #[error("listing needs {needed} calls, {left} left, next budget at {next} (route {route})")]
+    NoBudget {
+        needed: u64,
+        left: u32,
+        next: String,
+        route: String,
+    },
 }
 
 impl From<ClientError> for PassError {
@@ -36,17 +48,46 @@ impl From<ClientError> for PassError {
     }
 }
 
+/// Where the observed accounts come from (SPEC §6.2 `--observed`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObservedMode {
+    /// List Carbonite now; exit 5 when the rate budget cannot cover the listing.
+    Live,
+    /// The observed-state cache of the last full listing; no Carbonite call at all.
+    Cache,
+    /// Live when the listing fits in the remaining budget, else the cache.
+    #[default]
+    Auto,
+}
+
 /// What the caller decides.
 #[derive(Clone, Debug, Default)]
 pub struct PassOptions {
     pub only_mappings: Option<BTreeSet<String>>,
     pub allow_destructive: Option<u64>,
+    pub observed: ObservedMode,
 }
+
+/// Desired values of one account: every written field (the key field included), `None` empty.
+pub type DesiredFields = BTreeMap<String, Option<String>>;
 
 /// A computed plan with everything the renderers and the executor need.
 pub struct PassResult {
     pub plan: Plan,
     pub meta: PlanMeta,
+    /// Desired values of the accounts that `plan.changes` touch, by (mapping, key); suspends and
+    /// deletes of vanished users have none.
+    pub desired: BTreeMap<(String, String), DesiredFields>,
+}
+
+/// The accounts and lookup tables a pass diffs against, and where they came from.
+struct Observed {
+    groups: Vec<CachedGroup>,
+    tables: crate::template::LookupTables,
+    source: ObservedSource,
+    listed_at: SystemTime,
+    /// RFC 3339 listing time of the cache, when the source is the cache.
+    cache_listed_at: Option<String>,
 }
 
 /// The time the pass considers "now": `CARBONITE_SYNC_NOW` (RFC 3339; a testing aid that keeps
@@ -108,7 +149,9 @@ pub fn git_commit(dir: &Path) -> Option<String> {
         .filter(|s| s.len() == 40)
 }
 
-/// Read, diff and describe. The directory and Carbonite are read concurrently.
+/// Read, diff and describe. The directory and Carbonite are read concurrently; with
+/// `ObservedMode::Cache` (or `Auto` when the budget cannot cover a listing) the accounts come
+/// from the observed-state cache instead, and with `Cache` no client is even built.
 pub async fn compute(
     cfg: &Config,
     state_dir: &Path,
@@ -116,7 +159,6 @@ pub async fn compute(
 ) -> Result<PassResult, PassError> {
     let started = now();
     let source = crate::directory::source::open(&cfg.integration.directory)?;
-    let client = CarboniteClient::connect(cfg, state_dir, ClientOptions::default()).await?;
     let searches = plan_searches(cfg);
 
     // Endpoint groups the mappings read, with their key field.
@@ -130,18 +172,119 @@ pub async fn compute(
             .or_insert_with(|| m.primary_key.carbonite.clone());
     }
     let read_directory = read_mappings(source.as_ref(), &searches);
+
+    if opts.observed == ObservedMode::Cache {
+        let cache = ObservedCache::load(state_dir, &crate::carbonite::tenant_key(cfg, state_dir))?;
+        let ledger = crate::carbonite::open_ledger(cfg, state_dir)?;
+        let entries = read_directory.await;
+        return finish(
+            cfg,
+            state_dir,
+            &ledger,
+            entries,
+            Ok(from_cache(cache)),
+            opts,
+            started,
+        );
+    }
+
+    let client = CarboniteClient::connect(cfg, state_dir, ClientOptions::default()).await?;
+    let cache = match ObservedCache::load(state_dir, client.tenant_key()) {
+        Ok(c) => Some(c),
+        Err(CacheError::Missing(_)) => None,
+        Err(e) => {
+            tracing::warn!("{e}; ignoring it");
+            None
+        }
+    };
+    let group_endpoints: Vec<Vec<String>> = groups.keys().cloned().collect();
+    let needed = crate::observed_cache::listing_calls(
+        cfg,
+        &group_endpoints,
+        cache.as_ref(),
+        client.uses_api_key(),
+    );
+    let short = needed.iter().find_map(|(route, n)| {
+        let b = client.ledger().budget(route, false).ok()?;
+        (u64::from(b.remaining) < *n).then(|| PassError::NoBudget {
+            needed: *n,
+            left: b.remaining,
+            next: rfc3339(b.next_free),
+            route: route.clone(),
+        })
+    });
+    let use_cache = match (opts.observed, short, cache) {
+        (ObservedMode::Live, Some(e), _) => {
+            let _ = client.close().await;
+            return Err(e);
+        }
+        (ObservedMode::Auto, Some(e), Some(cache)) => {
+            tracing::info!("{e}: using the observed-state cache");
+            Some(cache)
+        }
+        _ => None,
+    };
+    if let Some(cache) = use_cache {
+        let entries = read_directory.await;
+        let result = finish(
+            cfg,
+            state_dir,
+            client.ledger(),
+            entries,
+            Ok(from_cache(cache)),
+            opts,
+            started,
+        );
+        let closed = client.close().await;
+        let r = result?;
+        closed?;
+        return Ok(r);
+    }
+
     let read_carbonite = async {
-        let mut accounts = Vec::new();
+        let mut listed = Vec::new();
         for (endpoints, key_field) in &groups {
-            accounts.extend(client.list_accounts(endpoints, key_field).await?);
+            listed.push(CachedGroup {
+                endpoints: endpoints.clone(),
+                key_field: key_field.clone(),
+                accounts: client.list_accounts(endpoints, key_field).await?,
+            });
         }
         let tables = client.lookup_tables().await?;
-        Ok::<_, ClientError>((accounts, tables))
+        Ok::<_, ClientError>((listed, tables))
     };
     let (entries, listed) = tokio::join!(read_directory, read_carbonite);
     let listed_at = now();
+    let observed = listed.map(|(groups, tables)| {
+        let cache = ObservedCache {
+            version: crate::observed_cache::VERSION,
+            tenant: client.tenant_key().to_string(),
+            listed_at: rfc3339(listed_at),
+            groups,
+            lookup_tables: tables,
+        };
+        if let Err(e) = cache.save(state_dir) {
+            tracing::warn!(
+                "cannot write the observed-state cache in {}: {e}",
+                state_dir.display()
+            );
+        }
+        Observed {
+            groups: cache.groups,
+            tables: cache.lookup_tables,
+            source: ObservedSource::Live,
+            listed_at,
+            cache_listed_at: None,
+        }
+    });
     let result = finish(
-        cfg, state_dir, &client, entries, listed, opts, started, listed_at,
+        cfg,
+        state_dir,
+        client.ledger(),
+        entries,
+        observed,
+        opts,
+        started,
     );
     let closed = client.close().await;
     let r = result?;
@@ -149,26 +292,35 @@ pub async fn compute(
     Ok(r)
 }
 
-#[allow(clippy::too_many_arguments)] // the pieces of one pass, gathered by `compute`
+fn from_cache(cache: ObservedCache) -> Observed {
+    Observed {
+        groups: cache.groups,
+        tables: cache.lookup_tables,
+        source: ObservedSource::Cache,
+        listed_at: now(),
+        cache_listed_at: Some(cache.listed_at),
+    }
+}
+
 fn finish(
     cfg: &Config,
     state_dir: &Path,
-    client: &CarboniteClient,
+    ledger: &Ledger,
     entries: Result<crate::directory::read::MappingEntries, DirectoryError>,
-    listed: Result<
-        (
-            Vec<crate::carbonite::ObservedAccount>,
-            crate::template::LookupTables,
-        ),
-        ClientError,
-    >,
+    listed: Result<Observed, ClientError>,
     opts: &PassOptions,
     started: SystemTime,
-    listed_at: SystemTime,
 ) -> Result<PassResult, PassError> {
     let entries = entries?;
-    let (accounts, tables) = listed?;
-    let observed: Vec<ObservedAccount> = accounts.iter().filter_map(to_observed).collect();
+    let listed = listed?;
+    let listed_at = listed.listed_at;
+    let tables = listed.tables;
+    let observed: Vec<ObservedAccount> = listed
+        .groups
+        .iter()
+        .flat_map(|g| g.accounts.iter())
+        .filter_map(to_observed)
+        .collect();
 
     let mut engine = TemplateEngine::new(EngineSettings {
         undefined: match cfg.integration.templates.undefined {
@@ -239,8 +391,7 @@ fn finish(
             is_create: *route == create_route,
         })
         .collect();
-    let earliest = client
-        .ledger()
+    let earliest = ledger
         .schedule(&planned, listed_at)
         .ok()
         .map(|s| rfc3339(s.completion));
@@ -258,9 +409,17 @@ fn finish(
         generated_at: rfc3339(started),
         config_digest: config_digest(cfg),
         git_commit: git_commit(&cfg.dir),
-        observed_source: ObservedSource::Live,
-        listed_at: Some(rfc3339(listed_at)),
-        cache_age: None,
+        cache_age: listed
+            .cache_listed_at
+            .as_deref()
+            .and_then(|t| crate::observed_cache::human_age(t, started)),
+        listed_at: Some(
+            listed
+                .cache_listed_at
+                .clone()
+                .unwrap_or_else(|| rfc3339(listed_at)),
+        ),
+        observed_source: listed.source,
         observed_fingerprint: Some(observed_fingerprint),
         calls,
         earliest_completion: if plan.changes.is_empty() {
@@ -269,7 +428,32 @@ fn finish(
             earliest
         },
     };
-    Ok(PassResult { plan, meta })
+    // Desired values of the touched accounts, the key field included (for a saved plan).
+    let by_key: std::collections::HashMap<(usize, &str), &reconcile::desired::DesiredAccount> =
+        desired
+            .accounts
+            .iter()
+            .map(|a| ((a.mapping, a.key.as_str()), a))
+            .collect();
+    let mut desired_values = BTreeMap::new();
+    for c in &plan.changes {
+        let Some(mi) = cfg.mappings.iter().position(|m| m.name == c.mapping) else {
+            continue;
+        };
+        if let Some(a) = by_key.get(&(mi, c.key.as_str())) {
+            let mut fields = a.fields.clone();
+            fields.insert(
+                cfg.mappings[mi].primary_key.carbonite.clone(),
+                Some(a.key.clone()),
+            );
+            desired_values.insert((c.mapping.clone(), c.key.clone()), fields);
+        }
+    }
+    Ok(PassResult {
+        plan,
+        meta,
+        desired: desired_values,
+    })
 }
 
 /// Hand each mapping its entries as shared `Arc<Entry>`s. Mappings that share a search share

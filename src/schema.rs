@@ -85,10 +85,23 @@ pub fn plan_schema() -> Value {
     v
 }
 
-/// Every schema file under `schema/`: the config schemas and the plan schema.
+/// The schema of a saved plan (`plan --out F`).
+pub fn saved_plan_schema() -> Value {
+    let mut v = serde_json::to_value(schemars::schema_for!(
+        crate::render::saved::SavedPlan<'static>
+    ))
+    .unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("$schema".into(), json!(DRAFT));
+    }
+    v
+}
+
+/// Every schema file under `schema/`: the config schemas, the plan and saved-plan schemas.
 pub fn all_schemas() -> BTreeMap<String, Value> {
     let mut all = config_schemas();
     all.insert("plan.schema.json".into(), plan_schema());
+    all.insert("saved-plan.schema.json".into(), saved_plan_schema());
     all
 }
 

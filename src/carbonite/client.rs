@@ -150,8 +150,9 @@ pub struct Account {
     pub fields: Map<String, Value>,
 }
 
-/// An account seen in the listings of a mapping's endpoints, merged by the primary key.
-#[derive(Clone, Debug, PartialEq)]
+/// An account seen in the listings of a mapping's endpoints, merged by the primary key. Also
+/// the account form of the observed-state cache (docs/decisions.md).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ObservedAccount {
     /// The server id (`id` pointer of the endpoint that listed it first).
     pub id: Option<String>,
@@ -309,7 +310,60 @@ fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The in-process emulator's state file for a (canonical) state dir.
+fn emulator_state_file(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join(crate::emulator::STATE_FILE_NAME)
+}
+
+/// The tenant key of the ledger and the observed-state cache (SPEC §10): base URL + the auth
+/// email (`-` with a bearer token); for the in-process emulator `emulator:<state file>`. Computed
+/// from the config alone: no secret is resolved, no emulator started, no call made. Equal to
+/// [`CarboniteClient::tenant_key`] of a client `connect`ed with the same config and state dir.
+pub fn tenant_key(cfg: &Config, state_dir: &Path) -> String {
+    let c = &cfg.integration.carbonite;
+    let state_dir = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.into());
+    let base = match &c.target {
+        CarboniteTarget::Url(u) => u.clone(),
+        CarboniteTarget::Emulator { .. } => {
+            format!("emulator:{}", emulator_state_file(&state_dir).display())
+        }
+    };
+    let email = match (&c.auth, &c.target) {
+        (Some(Auth::ApiKey { email, .. }), _) => email.as_str(),
+        (Some(Auth::BearerToken(_)), _) => "-",
+        (None, CarboniteTarget::Emulator { .. }) => EMULATOR_DEFAULT_EMAIL,
+        (None, CarboniteTarget::Url(_)) => "-",
+    };
+    format!("{base} {email}")
+}
+
+/// The config's rate-limit ledger, opened without a client (no secret resolved, no call made):
+/// what `plan --observed cache` estimates with.
+pub fn open_ledger(cfg: &Config, state_dir: &Path) -> Result<Ledger, ClientError> {
+    let c = &cfg.integration.carbonite;
+    Ledger::open(
+        state_dir,
+        tenant_key(cfg, state_dir),
+        c.rate_limits,
+        c.timeout + LEDGER_HOLD_MARGIN,
+    )
+    .map_err(|source| ClientError::Ledger {
+        op: "open the rate-limit ledger".into(),
+        source,
+    })
+}
+
 impl CarboniteClient {
+    /// The tenant key of the ledger and the observed-state cache (see [`tenant_key`]).
+    pub fn tenant_key(&self) -> &str {
+        self.ledger.key()
+    }
+
+    /// Whether the client authenticates with an API key (each run then makes one token call).
+    pub fn uses_api_key(&self) -> bool {
+        matches!(self.creds, Credentials::ApiKey { .. })
+    }
+
     /// A client for the config's Carbonite target: a real tenant, or the in-process emulator
     /// (started here, its state in `<state_dir>/emulator.json`). Resolves the auth secret and
     /// opens the ledger in `state_dir` (created with its `.gitignore`).
@@ -343,11 +397,11 @@ impl CarboniteClient {
                         })?;
                 let state_file = running
                     .state_file()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| emulator_state_file(&state_dir));
                 (
                     running.base_url(),
-                    format!("emulator:{state_file}"),
+                    format!("emulator:{}", state_file.display()),
                     Some(running),
                 )
             }

@@ -21,7 +21,7 @@ pub mod redact;
 
 pub use client::{
     Account, CarboniteClient, ClientOptions, ClientSettings, DeleteOutcome, Item, ObservedAccount,
-    Page, RetryPolicy,
+    Page, RetryPolicy, open_ledger, tenant_key,
 };
 pub use error::{ClientError, CreateError, FieldErrors};
 pub use ledger::{Budget, Ledger, LedgerError, NoBudget, PlannedCalls, Reservation, Schedule};

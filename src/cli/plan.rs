@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use crate::error::{CommandError, CommandResult, Outcome};
 use crate::output::Output;
-use crate::pass::{self, PassError, PassOptions};
-use crate::render::{PlanReport, json, markdown, text};
+use crate::pass::{self, ObservedMode, PassError, PassOptions};
+use crate::render::{PlanReport, json, markdown, saved, text};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -29,6 +29,15 @@ pub struct Args {
     /// Allow up to N suspends + deletes beyond `policy.maxDestructive`.
     #[arg(long, value_name = "N")]
     pub allow_destructive: Option<u64>,
+    /// Where the Carbonite accounts come from: `live` (list now; exit 5 when the rate budget
+    /// cannot cover it), `cache` (the last full listing; no Carbonite call), `auto` (live when
+    /// the listing fits in the budget, else the cache).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ObservedMode::Auto)]
+    pub observed: ObservedMode,
+    /// Also save the plan as JSON to F (mode 0600) for `apply F`, whatever `--format` prints.
+    /// Not written when `minSourceEntries` refused the run.
+    #[arg(long, value_name = "F")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 pub fn run(global: &super::GlobalArgs, args: Args, out: &Output) -> CommandResult {
@@ -52,6 +61,7 @@ pub fn run(global: &super::GlobalArgs, args: Args, out: &Output) -> CommandResul
         only_mappings: (!args.mappings.is_empty())
             .then(|| args.mappings.iter().cloned().collect::<BTreeSet<_>>()),
         allow_destructive: args.allow_destructive,
+        observed: args.observed,
     };
     let state_dir = global.state_dir();
     let result = super::block_on(pass::compute(&cfg, &state_dir, &opts))?.map_err(pass_error)?;
@@ -63,6 +73,21 @@ pub fn run(global: &super::GlobalArgs, args: Args, out: &Output) -> CommandResul
         Format::Text => out.out(&text::render(&report, out.color_stdout())),
         Format::Json => out.out(&json::render(&report)),
         Format::Markdown => out.out(&markdown::render(&report)),
+    }
+    if let Some(path) = &args.out {
+        if result.plan.run_refused {
+            out.status(&format!(
+                "note: {} not written: minSourceEntries refused the run",
+                path.display()
+            ));
+        } else {
+            let text = saved::render(&report, &result.desired)
+                .map_err(|e| CommandError::new(format!("cannot serialise the plan: {e}")))?;
+            crate::state::write_atomic(path, text.as_bytes(), true).map_err(|e| {
+                CommandError::new(format!("cannot write the plan to {}: {e}", path.display()))
+                    .with_hint("check that the directory exists and is writable")
+            })?;
+        }
     }
     Ok(if result.plan.refused() {
         Outcome::Refused
@@ -85,5 +110,19 @@ fn pass_error(e: PassError) -> CommandError {
             err
         }
         PassError::Other(m) => CommandError::new(m),
+        e @ PassError::Cache(crate::observed_cache::CacheError::Missing(_)) => {
+            CommandError::new(e.to_string()).with_hint(
+                "run a live plan first (`carbonite-sync plan --observed live`): every full \
+                 listing saves the cache",
+            )
+        }
+        e @ PassError::Cache(_) => CommandError::new(e.to_string())
+            .with_hint("run a live plan (`--observed live`) to rewrite the cache"),
+        e @ PassError::NoBudget { .. } => CommandError::new(e.to_string())
+            .with_hint(
+                "rerun after that time, or use `--observed cache` (or `auto`) to plan from the \
+                 last listing",
+            )
+            .with_outcome(Outcome::Stopped),
     }
 }

@@ -45,6 +45,9 @@ pub struct JsonObserved<'a> {
     pub source: &'a ObservedSource,
     /// RFC 3339 time of the listing.
     pub listed_at: Option<&'a str>,
+    /// Human age of the cache ("3h 12m") when `source` is `cache`; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_age: Option<&'a str>,
     /// `sha256:` over the observed accounts.
     pub fingerprint: Option<&'a str>,
 }
@@ -70,6 +73,7 @@ pub fn document<'a>(r: &'a PlanReport<'a>) -> JsonPlan<'a> {
         observed: JsonObserved {
             source: &m.observed_source,
             listed_at: m.listed_at.as_deref(),
+            cache_age: m.cache_age.as_deref(),
             fingerprint: m.observed_fingerprint.as_deref(),
         },
         summary: &r.plan.summary,
