@@ -134,6 +134,7 @@ fn main() {
     let desired =
         reconcile::desired::render(&engine, &compiled, std::slice::from_ref(&entries), &ctx);
     let render = t.elapsed();
+    let rss_desired = rss_kib("VmRSS:");
 
     // The core: correlation, diff, guards.
     let fields: Vec<String> = USER_FIELDS.iter().map(|s| s.to_string()).collect();
@@ -180,9 +181,23 @@ fn main() {
         plan.summary.update,
         plan.summary.unchanged
     );
+    // "Per user" memory: the core's own overhead is (peak RSS - RSS once the inputs are
+    // built) / N, i.e. the desired state rendered plus everything reconcile() allocates; the
+    // inputs (entries and observed accounts) are the caller's and are reported separately.
+    let per_user = |kib: u64| kib as f64 * 1024.0 / n as f64;
+    println!(
+        "  memory per user     {:>8.0} B  (core overhead: peak RSS - RSS after inputs, / N)",
+        per_user(peak.saturating_sub(rss_inputs))
+    );
+    println!(
+        "    of which desired  {:>8.0} B, reconcile {:.0} B; inputs {:.0} B",
+        per_user(rss_desired.saturating_sub(rss_inputs)),
+        per_user(peak.saturating_sub(rss_desired)),
+        per_user(rss_inputs.saturating_sub(rss0))
+    );
     println!(
         "  peak RSS            {:>8} MiB ({:.0} bytes/user incl. inputs)",
         peak / 1024,
-        peak as f64 * 1024.0 / n as f64
+        per_user(peak)
     );
 }

@@ -128,8 +128,9 @@ pub fn render(
             let mut failed = None;
             for (rule, tpl) in &cm.rules {
                 match engine.render(tpl, &ctx) {
-                    Ok(v) => {
-                        let v = v.trim_end_matches(['\n', '\r']).to_string();
+                    Ok(mut v) => {
+                        let kept = v.trim_end_matches(['\n', '\r']).len();
+                        v.truncate(kept);
                         fields.insert(
                             rule.field.clone(),
                             if v.is_empty() { None } else { Some(v) },

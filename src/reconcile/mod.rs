@@ -7,7 +7,62 @@ pub mod desired;
 pub mod fingerprint;
 pub mod plan;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A fast non-cryptographic hasher (FxHash) for the core's big in-memory maps. The keys come
+/// from the directory and Carbonite, not from an attacker choosing collisions per run, and
+/// nothing depends on iteration order (conflicts and changes are sorted at the end).
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(buf));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        // The multiply only carries upwards: mix the high bits into the low ones the table
+        // indexes by (murmur3's fmix64), else similar keys ("E0000123") cluster badly.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+type FxBuild = BuildHasherDefault<FxHasher>;
+type HashMap<K, V> = std::collections::HashMap<K, V, FxBuild>;
+type HashSet<K> = std::collections::HashSet<K, FxBuild>;
 
 pub use desired::{CompiledMapping, Desired, DesiredAccount};
 pub use plan::{
@@ -127,22 +182,38 @@ pub fn reconcile(input: &Input) -> Plan {
         .collect();
 
     // Held keys per mapping: conflicts never lose their accounts.
-    let mut held: BTreeSet<(usize, String)> = input
-        .desired
-        .held
-        .iter()
-        .map(|(mi, k)| (ns_of[*mi], k.clone()))
-        .collect();
+    let mut held = Held(vec![HashSet::default(); namespaces.len()]);
+    for (mi, k) in &input.desired.held {
+        held.insert((ns_of[*mi], k.clone()));
+    }
 
     // multiple_mappings: one anchor in two mappings.
-    let mut by_anchor: HashMap<&str, BTreeSet<usize>> = HashMap::new();
+    // Anchor -> (first mapping, in more than one mapping).
+    let mut by_anchor: HashMap<&str, (usize, bool)> = HashMap::default();
+    by_anchor.reserve(input.desired.accounts.len());
     for d in &input.desired.accounts {
         if !d.anchor.is_empty() {
-            by_anchor.entry(&d.anchor).or_default().insert(d.mapping);
+            let e = by_anchor.entry(&d.anchor).or_insert((d.mapping, false));
+            if e.0 != d.mapping {
+                e.1 = true;
+            }
+        }
+    }
+    // The mappings of the (rare) anchors in more than one mapping.
+    let mut multi_anchor: HashMap<&str, BTreeSet<usize>> = HashMap::default();
+    if by_anchor.values().any(|(_, multi)| *multi) {
+        for d in &input.desired.accounts {
+            if by_anchor
+                .get(d.anchor.as_str())
+                .is_some_and(|(_, multi)| *multi)
+            {
+                multi_anchor.entry(&d.anchor).or_default().insert(d.mapping);
+            }
         }
     }
     // duplicate_key_source: one key, two entries, in one namespace.
-    let mut by_key: HashMap<(usize, &str), usize> = HashMap::new();
+    let mut by_key: HashMap<(usize, &str), usize> = HashMap::default();
+    by_key.reserve(input.desired.accounts.len());
     for d in &input.desired.accounts {
         *by_key.entry((ns_of[d.mapping], &d.key)).or_default() += 1;
     }
@@ -158,15 +229,8 @@ pub fn reconcile(input: &Input) -> Plan {
             account_id: None,
             reason,
         };
-        let in_mappings = by_anchor
-            .get(d.anchor.as_str())
-            .map(BTreeSet::len)
-            .unwrap_or(0);
-        if in_mappings > 1 {
-            let names: Vec<&str> = by_anchor[d.anchor.as_str()]
-                .iter()
-                .map(|i| mappings[*i].name.as_str())
-                .collect();
+        if let Some(set) = multi_anchor.get(d.anchor.as_str()) {
+            let names: Vec<&str> = set.iter().map(|i| mappings[*i].name.as_str()).collect();
             plan.conflicts.push(conflict(
                 ConflictKind::MultipleMappings,
                 format!("the entry is in scope of mappings {}", names.join(", ")),
@@ -211,17 +275,31 @@ pub fn reconcile(input: &Input) -> Plan {
             .iter()
             .filter(|a| a.endpoints.iter().any(|e| ns.contains(e)))
             .collect();
-        let mut by_value: HashMap<&str, Vec<&ObservedAccount>> = HashMap::new();
+        // Key value -> (first account, number of accounts).
+        let mut by_value: HashMap<&str, (&ObservedAccount, usize)> = HashMap::default();
+        by_value.reserve(accounts.len());
         let mut unkeyed: Vec<&ObservedAccount> = Vec::new();
         for a in &accounts {
             match a.get(key_field) {
-                Some(k) => by_value.entry(k).or_default().push(a),
+                Some(k) => by_value.entry(k).or_insert((a, 0)).1 += 1,
                 None => unkeyed.push(a),
             }
         }
-        let mut dup_keys = HashSet::new();
-        for (k, list) in &by_value {
-            if list.len() > 1 {
+        // The accounts of duplicated key values (rare), in input order.
+        let mut dup_lists: BTreeMap<&str, Vec<&ObservedAccount>> = BTreeMap::new();
+        if by_value.values().any(|(_, n)| *n > 1) {
+            for a in &accounts {
+                if let Some(k) = a.get(key_field)
+                    && by_value[k].1 > 1
+                {
+                    dup_lists.entry(k).or_default().push(a);
+                }
+            }
+        }
+        let mut dup_keys = HashSet::default();
+        managed_total += by_value.values().filter(|(_, n)| *n == 1).count();
+        for (k, list) in &dup_lists {
+            {
                 dup_keys.insert(*k);
                 held.insert((nsi, k.to_string()));
                 for a in list {
@@ -234,19 +312,18 @@ pub fn reconcile(input: &Input) -> Plan {
                         reason: format!("{} accounts have {key_field} {k}", list.len()),
                     });
                 }
-            } else {
-                managed_total += 1;
             }
         }
         let ns_desired = &valid_by_ns[nsi];
-        let mut desired_keys: HashSet<&str> = HashSet::new();
+        let mut desired_keys: HashSet<&str> = HashSet::default();
+        desired_keys.reserve(ns_desired.len());
         for d in ns_desired {
             desired_keys.insert(&d.key);
             if dup_keys.contains(d.key.as_str()) {
                 continue; // its accounts are conflicts; the key is held
             }
             match by_value.get(d.key.as_str()) {
-                Some(list) => matched.push((d, list[0])),
+                Some((a, _)) => matched.push((d, *a)),
                 None => {
                     let m = &mappings[d.mapping];
                     let mut outcome = None;
@@ -306,20 +383,23 @@ pub fn reconcile(input: &Input) -> Plan {
         }
         // Orphans: managed accounts whose key no in-scope entry has and no conflict holds.
         let owned = ns_mappings.iter().all(|m| selected(m));
-        for (k, list) in &by_value {
-            if list.len() != 1 || desired_keys.contains(k) || held.contains(&(nsi, k.to_string())) {
-                continue;
-            }
-            if owned && input.options.plan_destructive {
-                orphans.push((ns_mappings[0], list[0], k.to_string()));
+        if owned && input.options.plan_destructive {
+            for (k, (a, n)) in &by_value {
+                if *n != 1 || desired_keys.contains(k) || held.contains(nsi, k) {
+                    continue;
+                }
+                orphans.push((ns_mappings[0], *a, k.to_string()));
             }
         }
     }
 
     // Correlation claims: an account claimed by two entries is ambiguous for both.
     let mut adopts: Vec<(&DesiredAccount, &ObservedAccount)> = Vec::new();
-    let by_id: HashMap<&str, &ObservedAccount> =
-        input.observed.iter().map(|a| (a.id.as_str(), a)).collect();
+    let by_id: HashMap<&str, &ObservedAccount> = if claimed.is_empty() {
+        HashMap::default()
+    } else {
+        input.observed.iter().map(|a| (a.id.as_str(), a)).collect()
+    };
     let mut adopted_ids = BTreeSet::new();
     for (id, ds) in &claimed {
         if ds.len() == 1 {
@@ -548,6 +628,18 @@ pub fn reconcile(input: &Input) -> Plan {
     }
     plan.summary = summary;
     plan
+}
+
+/// Keys held by conflicts, per namespace (looked up without allocating).
+struct Held(Vec<HashSet<String>>);
+
+impl Held {
+    fn insert(&mut self, (ns, key): (usize, String)) {
+        self.0[ns].insert(key);
+    }
+    fn contains(&self, ns: usize, key: &str) -> bool {
+        self.0[ns].contains(key)
+    }
 }
 
 fn change(
