@@ -38,7 +38,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let n: usize = std::env::var("BENCH_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let n: usize = std::env::var("BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let bin = env!("CARGO_BIN_EXE_carbonite-sync");
     let dir = tempfile::tempdir().expect("temp dir");
 
@@ -47,7 +50,10 @@ fn main() {
     let ldif = dir.path().join("users.ldif");
     std::fs::write(&ldif, support::data::users(0..n, slapd::STAFF)).expect("write LDIF");
     let server = Slapd::start_with_files(&[ldif]);
-    println!("== {n} users: slapd loaded in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "== {n} users: slapd loaded in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     // Accounts: every user with an employeeID has one; 1% drift in FirstName.
     let users: Vec<serde_json::Value> = (0..n)
@@ -75,10 +81,20 @@ fn main() {
     });
     let seed_path = dir.path().join("seed.json");
     std::fs::write(&seed_path, serde_json::to_vec(&seed).expect("seed JSON")).expect("write seed");
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
     let _emulator = Emulator(
         Command::new(bin)
-            .args(["emulator", "--listen", &format!("127.0.0.1:{port}"), "--rate-limits", "none", "--seed"])
+            .args([
+                "emulator",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--rate-limits",
+                "none",
+                "--seed",
+            ])
             .arg(&seed_path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -137,23 +153,55 @@ spec:
     let limit = || {
         let started = Instant::now();
         let ldapsearch = Command::new("ldapsearch")
-            .args(["-x", "-LLL", "-H", &server.url(), "-D", slapd::SVC_DN, "-w", slapd::SVC_PW])
+            .args([
+                "-x",
+                "-LLL",
+                "-H",
+                &server.url(),
+                "-D",
+                slapd::SVC_DN,
+                "-w",
+                slapd::SVC_PW,
+            ])
             .args(["-b", slapd::STAFF, "-E", "pr=1000/noprompt", FILTER])
-            .args(["department", "employeeID", "givenName", "mail", "objectGUID", "sn", "uSNChanged", "userAccountControl"])
+            .args([
+                "department",
+                "employeeID",
+                "givenName",
+                "mail",
+                "objectGUID",
+                "sn",
+                "uSNChanged",
+                "userAccountControl",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("ldapsearch");
         let token = Command::new("curl")
             .args(["-sf", "-X", "POST", "-H", "Content-Type: application/json"])
-            .args(["-d", r#"{"Email":"bench@corp.example","ApiKeySecret":"bench"}"#])
+            .args([
+                "-d",
+                r#"{"Email":"bench@corp.example","ApiKeySecret":"bench"}"#,
+            ])
             .arg(format!("{base}/api/tokens/apikey"))
             .output()
             .expect("curl token");
         let token: serde_json::Value = serde_json::from_slice(&token.stdout).expect("token JSON");
-        let token = token["access_token"].as_str().expect("access_token").to_string();
+        let token = token["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string();
         let curl = Command::new("curl")
-            .args(["-sf", "-o", "/dev/null", "-H", &format!("Authorization: Bearer {token}")])
-            .arg(format!("{base}/api/users?pageNumber=[1-{pages}]&pageSize=500"))
+            .args([
+                "-sf",
+                "-o",
+                "/dev/null",
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+            ])
+            .arg(format!(
+                "{base}/api/users?pageNumber=[1-{pages}]&pageSize=500"
+            ))
             .status()
             .expect("curl pages");
         assert!(curl.success(), "curl failed");
@@ -175,7 +223,11 @@ spec:
             .output()
             .expect("plan");
         let took = started.elapsed();
-        assert!(out.status.success(), "plan failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "plan failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
         (took, v["summary"].clone())
     };
@@ -190,7 +242,16 @@ spec:
     }
     let (l, p) = (median(limits), median(plans));
     println!("   plan summary: {summary}");
-    println!("   ldapsearch + curl ({pages} pages), concurrently: {:.2} s", l.as_secs_f64());
-    println!("   carbonite-sync plan:                           {:.2} s", p.as_secs_f64());
-    println!("   ratio: {:.2}x (target 1.2x)", p.as_secs_f64() / l.as_secs_f64());
+    println!(
+        "   ldapsearch + curl ({pages} pages), concurrently: {:.2} s",
+        l.as_secs_f64()
+    );
+    println!(
+        "   carbonite-sync plan:                           {:.2} s",
+        p.as_secs_f64()
+    );
+    println!(
+        "   ratio: {:.2}x (target 1.2x)",
+        p.as_secs_f64() / l.as_secs_f64()
+    );
 }
