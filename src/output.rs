@@ -146,3 +146,57 @@ fn write_to(sink: &Sink, is_err: bool, text: &str) {
         }
     }
 }
+
+/// Progress of a long run on stderr: a bar (done / remaining / ETA) on a TTY, one plain line
+/// per finished item otherwise; nothing with `-q`.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    out: Output,
+    total: u64,
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl Output {
+    pub fn progress(&self, total: u64) -> Progress {
+        let bar = (!self.quiet && self.stderr_is_tty()).then(|| {
+            let b = indicatif::ProgressBar::new(total);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} done, {msg} (ETA {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        });
+        Progress {
+            bar,
+            out: self.clone(),
+            total,
+            done: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl Progress {
+    /// One item finished; `line` describes it (shown as a plain line when there is no bar,
+    /// and above the bar when `important`).
+    pub fn item(&self, line: &str, important: bool) {
+        let n = self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        match &self.bar {
+            Some(b) => {
+                b.set_message(format!("{} remaining", self.total.saturating_sub(n)));
+                b.inc(1);
+                if important {
+                    b.println(line);
+                }
+            }
+            None => self.out.status(&format!("[{n}/{}] {line}", self.total)),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -78,6 +78,8 @@ pub struct PassResult {
     /// Desired values of the accounts that `plan.changes` touch, by (mapping, key); suspends and
     /// deletes of vanished users have none.
     pub desired: BTreeMap<(String, String), DesiredFields>,
+    /// In-scope entries per mapping, read completely (what a baseline records).
+    pub entry_counts: BTreeMap<String, u64>,
 }
 
 /// The accounts and lookup tables a pass diffs against, and where they came from.
@@ -157,23 +159,11 @@ pub async fn compute(
     state_dir: &Path,
     opts: &PassOptions,
 ) -> Result<PassResult, PassError> {
-    let started = now();
-    let source = crate::directory::source::open(&cfg.integration.directory)?;
-    let searches = plan_searches(cfg);
-
-    // Endpoint groups the mappings read, with their key field.
-    let mut groups: BTreeMap<Vec<String>, String> = BTreeMap::new();
-    for m in &cfg.mappings {
-        let mut e = m.endpoints.clone();
-        e.sort();
-        e.dedup();
-        groups
-            .entry(e)
-            .or_insert_with(|| m.primary_key.carbonite.clone());
-    }
-    let read_directory = read_mappings(source.as_ref(), &searches);
-
     if opts.observed == ObservedMode::Cache {
+        let started = now();
+        let source = crate::directory::source::open(&cfg.integration.directory)?;
+        let searches = plan_searches(cfg);
+        let read_directory = read_mappings(source.as_ref(), &searches);
         let cache = ObservedCache::load(state_dir, &crate::carbonite::tenant_key(cfg, state_dir))?;
         let ledger = crate::carbonite::open_ledger(cfg, state_dir)?;
         let entries = read_directory.await;
@@ -189,6 +179,39 @@ pub async fn compute(
     }
 
     let client = CarboniteClient::connect(cfg, state_dir, ClientOptions::default()).await?;
+    let result = compute_with(cfg, state_dir, opts, &client).await;
+    let closed = client.close().await;
+    let r = result?;
+    closed?;
+    Ok(r)
+}
+
+/// [`compute`] with a client the caller keeps (apply writes through it afterwards). With
+/// `ObservedMode::Cache` the client makes no call.
+pub async fn compute_with(
+    cfg: &Config,
+    state_dir: &Path,
+    opts: &PassOptions,
+    client: &CarboniteClient,
+) -> Result<PassResult, PassError> {
+    let started = now();
+    let source = crate::directory::source::open(&cfg.integration.directory)?;
+    let searches = plan_searches(cfg);
+    let groups = endpoint_groups(cfg);
+    let read_directory = read_mappings(source.as_ref(), &searches);
+    if opts.observed == ObservedMode::Cache {
+        let cache = ObservedCache::load(state_dir, client.tenant_key())?;
+        let entries = read_directory.await;
+        return finish(
+            cfg,
+            state_dir,
+            client.ledger(),
+            entries,
+            Ok(from_cache(cache)),
+            opts,
+            started,
+        );
+    }
     let cache = match ObservedCache::load(state_dir, client.tenant_key()) {
         Ok(c) => Some(c),
         Err(CacheError::Missing(_)) => None,
@@ -214,10 +237,7 @@ pub async fn compute(
         })
     });
     let use_cache = match (opts.observed, short, cache) {
-        (ObservedMode::Live, Some(e), _) => {
-            let _ = client.close().await;
-            return Err(e);
-        }
+        (ObservedMode::Live, Some(e), _) => return Err(e),
         (ObservedMode::Auto, Some(e), Some(cache)) => {
             tracing::info!("{e}: using the observed-state cache");
             Some(cache)
@@ -226,7 +246,7 @@ pub async fn compute(
     };
     if let Some(cache) = use_cache {
         let entries = read_directory.await;
-        let result = finish(
+        return finish(
             cfg,
             state_dir,
             client.ledger(),
@@ -235,10 +255,6 @@ pub async fn compute(
             opts,
             started,
         );
-        let closed = client.close().await;
-        let r = result?;
-        closed?;
-        return Ok(r);
     }
 
     let read_carbonite = async {
@@ -277,7 +293,7 @@ pub async fn compute(
             cache_listed_at: None,
         }
     });
-    let result = finish(
+    finish(
         cfg,
         state_dir,
         client.ledger(),
@@ -285,11 +301,21 @@ pub async fn compute(
         observed,
         opts,
         started,
-    );
-    let closed = client.close().await;
-    let r = result?;
-    closed?;
-    Ok(r)
+    )
+}
+
+/// Endpoint groups the mappings read (sorted, deduplicated endpoint names), with their key field.
+pub fn endpoint_groups(cfg: &Config) -> BTreeMap<Vec<String>, String> {
+    let mut groups: BTreeMap<Vec<String>, String> = BTreeMap::new();
+    for m in &cfg.mappings {
+        let mut e = m.endpoints.clone();
+        e.sort();
+        e.dedup();
+        groups
+            .entry(e)
+            .or_insert_with(|| m.primary_key.carbonite.clone());
+    }
+    groups
 }
 
 fn from_cache(cache: ObservedCache) -> Observed {
@@ -449,10 +475,17 @@ fn finish(
             desired_values.insert((c.mapping.clone(), c.key.clone()), fields);
         }
     }
+    let entry_counts = cfg
+        .mappings
+        .iter()
+        .zip(&desired.entry_counts)
+        .map(|(m, n)| (m.name.clone(), *n as u64))
+        .collect();
     Ok(PassResult {
         plan,
         meta,
         desired: desired_values,
+        entry_counts,
     })
 }
 
@@ -487,9 +520,20 @@ fn entries_per_mapping(
 
 /// The wire-level listing -> the core's view (string fields, empty values dropped).
 fn to_observed(a: &crate::carbonite::ObservedAccount) -> Option<ObservedAccount> {
-    let id = a.id.clone()?;
-    let fields = a
-        .fields
+    Some(observed_from(
+        a.id.clone()?,
+        &a.fields,
+        a.endpoints.iter().cloned().collect(),
+    ))
+}
+
+/// An account's wire fields -> the core's view (string fields, empty values dropped).
+pub fn observed_from(
+    id: String,
+    fields: &serde_json::Map<String, serde_json::Value>,
+    endpoints: BTreeSet<String>,
+) -> ObservedAccount {
+    let fields = fields
         .iter()
         .filter_map(|(k, v)| {
             let s = match v {
@@ -502,9 +546,9 @@ fn to_observed(a: &crate::carbonite::ObservedAccount) -> Option<ObservedAccount>
             (!s.is_empty()).then(|| (k.clone(), s))
         })
         .collect();
-    Some(ObservedAccount {
+    ObservedAccount {
         id,
         fields,
-        endpoints: a.endpoints.iter().cloned().collect(),
-    })
+        endpoints,
+    }
 }

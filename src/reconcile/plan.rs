@@ -1,11 +1,21 @@
 //! The plan as data: what would change, what is held back, and why. Rendering (text, markdown,
 //! JSON) and executing are separate consumers of this.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Actions, in execution order (SPEC §6.9).
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -44,7 +54,7 @@ impl Action {
 }
 
 /// One field of a change. `None` is absent, null and "" alike.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FieldChange {
     pub name: String,
     pub before: Option<String>,
@@ -52,7 +62,7 @@ pub struct FieldChange {
 }
 
 /// One planned operation on one account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Change {
     pub action: Action,
     pub mapping: String,

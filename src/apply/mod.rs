@@ -1,0 +1,699 @@
+//! The executor (SPEC §8): runs a plan's changes against Carbonite in §6.9 order, with bounded
+//! concurrency, every call through the client (token, rate-limit ledger, retries), each write
+//! journaled (intent before, result after, fsynced), the observed-state cache and
+//! `suspended.json` kept current from the answers. Creates whose outcome is unknown are looked
+//! up by Email and linked or created once more, never blindly repeated.
+//!
+//! What to run is data ([`Operation`]); how it went is data ([`Report`]). Printing is the
+//! command's job.
+
+pub mod saved;
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use futures_util::StreamExt as _;
+use serde_json::{Map, Value};
+
+use crate::carbonite::{CarboniteClient, ClientError, CreateError, DeleteOutcome};
+use crate::config::Config;
+use crate::journal::{Intent, Journal, OpResult, Record, Verdict};
+use crate::observed_cache::ObservedCache;
+use crate::reconcile::{Action, Change};
+use crate::state::StateFiles;
+
+/// One change to execute, with what the executor needs beyond the plan.
+#[derive(Clone, Debug)]
+pub struct Operation {
+    pub change: Change,
+    /// The mapping's key field (`UserCustom1`, ...).
+    pub key_field: String,
+    /// The mapping's endpoints (where a created account is filed in the cache).
+    pub endpoints: Vec<String>,
+}
+
+impl Operation {
+    /// The operations of `changes` for `cfg` (changes of an unknown mapping are an error).
+    pub fn from_changes(cfg: &Config, changes: &[Change]) -> Result<Vec<Operation>, String> {
+        changes
+            .iter()
+            .map(|c| {
+                let m = cfg
+                    .mappings
+                    .iter()
+                    .find(|m| m.name == c.mapping)
+                    .ok_or_else(|| {
+                        format!(
+                            "the plan names mapping `{}`, which the config does not have",
+                            c.mapping
+                        )
+                    })?;
+                Ok(Operation {
+                    change: c.clone(),
+                    key_field: m.primary_key.carbonite.clone(),
+                    endpoints: m.endpoints.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The body fields: every planned field's new value; a create leaves empty ones out, other
+    /// writes send `null` to clear a field.
+    pub fn write_fields(&self) -> Map<String, Value> {
+        self.change
+            .fields
+            .iter()
+            .filter_map(|f| match (&f.after, self.change.action) {
+                (Some(v), _) => Some((f.name.clone(), Value::String(v.clone()))),
+                (None, Action::Create) => None,
+                (None, _) => Some((f.name.clone(), Value::Null)),
+            })
+            .collect()
+    }
+
+    fn email(&self) -> Option<String> {
+        self.change
+            .fields
+            .iter()
+            .find(|f| f.name == "Email")
+            .and_then(|f| f.after.clone())
+    }
+
+    /// `create employees/E1001`.
+    pub fn label(&self) -> String {
+        format!(
+            "{} {}/{}",
+            self.change.action.as_str(),
+            self.change.mapping,
+            self.change.key
+        )
+    }
+
+    fn audit(&self) -> String {
+        format!(
+            "carbonite-sync: {} {}/{}",
+            self.change.action.as_str(),
+            self.change.mapping,
+            self.change.key
+        )
+    }
+}
+
+/// How one operation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpOutcome {
+    /// Carbonite confirmed it.
+    Done { account_id: String },
+    /// A create whose answer was lost, found by Email and linked.
+    Linked { account_id: String },
+    /// A delete that found the account gone already.
+    AlreadyGone,
+    /// Carbonite refused it, or it could not be resolved.
+    Failed {
+        status: Option<u16>,
+        message: String,
+    },
+    /// Not run: the rate budget ran out (next slot at the time given) or the run was stopped.
+    NotRun { next_budget: Option<SystemTime> },
+}
+
+impl OpOutcome {
+    pub fn succeeded(&self) -> bool {
+        matches!(
+            self,
+            OpOutcome::Done { .. } | OpOutcome::Linked { .. } | OpOutcome::AlreadyGone
+        )
+    }
+}
+
+/// Why the run stopped before the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// No rate budget before the deadline; the next slot frees at the time given.
+    Budget(SystemTime),
+    /// SIGINT/SIGTERM.
+    Signal,
+}
+
+/// A stop request shared with signal handlers.
+#[derive(Debug, Default)]
+pub struct StopFlag {
+    signalled: AtomicBool,
+    budget: Mutex<Option<SystemTime>>,
+}
+
+impl StopFlag {
+    pub fn signal(&self) {
+        self.signalled.store(true, Ordering::SeqCst);
+    }
+
+    fn budget_exhausted(&self, next: SystemTime) {
+        let mut b = self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        *b = Some(b.map_or(next, |x| x.max(next)));
+    }
+
+    pub fn stop(&self) -> Option<Stop> {
+        if self.signalled.load(Ordering::SeqCst) {
+            return Some(Stop::Signal);
+        }
+        (*self.budget.lock().unwrap_or_else(|p| p.into_inner())).map(Stop::Budget)
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Every operation with its outcome, in execution order.
+    pub results: Vec<(Operation, OpOutcome)>,
+    pub stopped: Option<Stop>,
+}
+
+impl Report {
+    pub fn failed(&self) -> impl Iterator<Item = &(Operation, OpOutcome)> {
+        self.results
+            .iter()
+            .filter(|(_, o)| matches!(o, OpOutcome::Failed { .. }))
+    }
+
+    pub fn not_run(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|(_, o)| matches!(o, OpOutcome::NotRun { .. }))
+            .count()
+    }
+
+    pub fn succeeded(&self) -> usize {
+        self.results.iter().filter(|(_, o)| o.succeeded()).count()
+    }
+}
+
+/// Digests every journal record carries.
+#[derive(Clone, Debug, Default)]
+pub struct RunInfo {
+    pub plan_digest: Option<String>,
+    pub config_digest: String,
+    pub git_commit: Option<String>,
+}
+
+/// Everything the executor writes through.
+pub struct Executor<'a> {
+    pub client: &'a CarboniteClient,
+    pub journal: &'a Journal,
+    /// The observed-state cache, updated from every answer (saved by the caller).
+    pub cache: Option<&'a Mutex<ObservedCache>>,
+    pub state: &'a StateFiles,
+    pub suspended: &'a Mutex<BTreeSet<String>>,
+    pub info: RunInfo,
+    pub concurrency: usize,
+    pub stop: &'a StopFlag,
+}
+
+/// The most creates attempted for one account in a run, each after a lookup found nothing.
+const MAX_CREATE_ATTEMPTS: u32 = 3;
+
+impl Executor<'_> {
+    /// Run `ops` in §6.9 order (each action's operations concurrently, up to `concurrency`);
+    /// `on_done` sees each outcome as it arrives.
+    pub async fn run(
+        &self,
+        mut ops: Vec<Operation>,
+        on_done: &(dyn Fn(&Operation, &OpOutcome) + Sync),
+    ) -> Report {
+        ops.sort_by(|a, b| {
+            (a.change.action, &a.change.mapping, &a.change.key).cmp(&(
+                b.change.action,
+                &b.change.mapping,
+                &b.change.key,
+            ))
+        });
+        let mut report = Report::default();
+        let mut rest = ops.into_iter().peekable();
+        while let Some(first) = rest.next() {
+            let action = first.change.action;
+            let mut phase = vec![first];
+            while let Some(op) = rest.next_if(|o| o.change.action == action) {
+                phase.push(op);
+            }
+            let results: Vec<(Operation, OpOutcome)> = futures_util::stream::iter(phase)
+                .map(|op| async move {
+                    let outcome = match self.stop.stop() {
+                        Some(Stop::Budget(t)) => OpOutcome::NotRun {
+                            next_budget: Some(t),
+                        },
+                        Some(Stop::Signal) => OpOutcome::NotRun { next_budget: None },
+                        None => self.run_one(&op).await,
+                    };
+                    on_done(&op, &outcome);
+                    (op, outcome)
+                })
+                .buffer_unordered(self.concurrency.max(1))
+                .collect()
+                .await;
+            report.results.extend(results);
+        }
+        // Execution order, then mapping and key: stable output whatever finished first.
+        report.results.sort_by(|(a, _), (b, _)| {
+            (a.change.action, &a.change.mapping, &a.change.key).cmp(&(
+                b.change.action,
+                &b.change.mapping,
+                &b.change.key,
+            ))
+        });
+        report.stopped = self.stop.stop();
+        report
+    }
+
+    fn intent(&self, op: &Operation, email: Option<String>) -> Intent {
+        Intent {
+            ts: now(),
+            run: self.journal.run().to_string(),
+            op: uuid::Uuid::new_v4().to_string(),
+            action: op.change.action,
+            mapping: op.change.mapping.clone(),
+            key: op.change.key.clone(),
+            account_id: op.change.account_id.clone(),
+            email,
+            fields: op.change.fields.iter().map(|f| f.name.clone()).collect(),
+            plan_digest: self.info.plan_digest.clone(),
+            config_digest: self.info.config_digest.clone(),
+            git_commit: self.info.git_commit.clone(),
+        }
+    }
+
+    fn result(&self, intent: &Intent, outcome: &OpOutcome) -> Result<(), String> {
+        let (verdict, account_id, status, message) = match outcome {
+            OpOutcome::Done { account_id } => (Verdict::Ok, Some(account_id.clone()), None, None),
+            OpOutcome::Linked { account_id } => {
+                (Verdict::Linked, Some(account_id.clone()), None, None)
+            }
+            OpOutcome::AlreadyGone => (Verdict::AlreadyGone, intent.account_id.clone(), None, None),
+            OpOutcome::Failed { status, message } => (
+                Verdict::Failed,
+                intent.account_id.clone(),
+                *status,
+                Some(message.clone()),
+            ),
+            OpOutcome::NotRun { .. } => (Verdict::NotSent, intent.account_id.clone(), None, None),
+        };
+        self.journal
+            .append(&Record::Result(OpResult {
+                ts: now(),
+                run: intent.run.clone(),
+                op: intent.op.clone(),
+                result: verdict,
+                account_id,
+                status,
+                message,
+            }))
+            .map_err(|e| e.to_string())
+    }
+
+    async fn run_one(&self, op: &Operation) -> OpOutcome {
+        let email = (op.change.action == Action::Create)
+            .then(|| op.email())
+            .flatten();
+        let intent = self.intent(op, email.clone());
+        if let Err(e) = self.journal.append(&Record::Intent(intent.clone())) {
+            // Without a journal entry nothing is sent.
+            return OpOutcome::Failed {
+                status: None,
+                message: format!("not sent: {e}"),
+            };
+        }
+        let (outcome, journal_it) = match op.change.action {
+            Action::Create => self.create(op, email.as_deref()).await,
+            Action::Delete => (self.delete(op).await, true),
+            _ => (self.update(op).await, true),
+        };
+        if journal_it && let Err(e) = self.result(&intent, &outcome) {
+            tracing::error!("{e}");
+        }
+        outcome
+    }
+
+    fn account_id<'o>(&self, op: &'o Operation) -> Result<&'o str, OpOutcome> {
+        op.change.account_id.as_deref().ok_or(OpOutcome::Failed {
+            status: None,
+            message: "the plan has no account id for this change".into(),
+        })
+    }
+
+    async fn update(&self, op: &Operation) -> OpOutcome {
+        let id = match self.account_id(op) {
+            Ok(id) => id,
+            Err(o) => return o,
+        };
+        let fields = op.write_fields();
+        match self.client.update_user(id, &fields, &op.audit()).await {
+            Ok(account) => {
+                self.cache_write(&account.id, Some(&account.fields), &[]);
+                self.note_status(op, id);
+                OpOutcome::Done {
+                    account_id: account.id,
+                }
+            }
+            Err(e) => self.client_failure(e),
+        }
+    }
+
+    async fn delete(&self, op: &Operation) -> OpOutcome {
+        let id = match self.account_id(op) {
+            Ok(id) => id,
+            Err(o) => return o,
+        };
+        match self.client.delete_user(id).await {
+            Ok(found) => {
+                self.cache_write(id, None, &[]);
+                self.note_status(op, id);
+                match found {
+                    DeleteOutcome::Deleted => OpOutcome::Done {
+                        account_id: id.to_string(),
+                    },
+                    DeleteOutcome::AlreadyGone => OpOutcome::AlreadyGone,
+                }
+            }
+            Err(e) => self.client_failure(e),
+        }
+    }
+
+    /// A create; the bool says whether to journal the outcome (an unresolved unknown outcome
+    /// leaves the intent open for the next run to resolve).
+    async fn create(&self, op: &Operation, email: Option<&str>) -> (OpOutcome, bool) {
+        let fields = op.write_fields();
+        let Some(email) = email else {
+            return (
+                OpOutcome::Failed {
+                    status: None,
+                    message: "no Email to create the account with".into(),
+                },
+                true,
+            );
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let reason = match self.client.create_user(&fields, &op.audit()).await {
+                Ok(account) => {
+                    self.cache_write(&account.id, Some(&account.fields), &op.endpoints);
+                    return (
+                        OpOutcome::Done {
+                            account_id: account.id,
+                        },
+                        true,
+                    );
+                }
+                Err(CreateError::Rejected {
+                    status, message, ..
+                }) => {
+                    let e = CreateError::Rejected {
+                        email: email.to_string(),
+                        status,
+                        message,
+                        field_errors: Default::default(),
+                    };
+                    return (
+                        OpOutcome::Failed {
+                            status: Some(status),
+                            message: e.to_string(),
+                        },
+                        true,
+                    );
+                }
+                Err(CreateError::NotSent(e)) => return (self.client_failure(e), true),
+                Err(CreateError::UnknownOutcome { reason, .. }) => reason,
+            };
+            tracing::info!(email, %reason, "create: outcome unknown, looking the account up");
+            match resolve_create(self.client, email, &op.key_field, &op.change.key).await {
+                Ok(Resolution::Found(item)) => {
+                    let id = item.0.clone();
+                    let outcome = self.link(op, &fields, item).await;
+                    let journal = !matches!(outcome, OpOutcome::NotRun { .. });
+                    if matches!(outcome, OpOutcome::Linked { .. }) {
+                        tracing::info!(email, account = %id, "create: linked the account found by Email");
+                    }
+                    return (outcome, journal);
+                }
+                Ok(Resolution::None) if attempt < MAX_CREATE_ATTEMPTS => continue,
+                Ok(Resolution::None) => {
+                    return (
+                        OpOutcome::Failed {
+                            status: None,
+                            message: format!(
+                                "create user {email}: outcome unknown {attempt} times ({reason}) and no account found"
+                            ),
+                        },
+                        true,
+                    );
+                }
+                Ok(Resolution::Conflict(why)) => {
+                    return (
+                        OpOutcome::Failed {
+                            status: None,
+                            message: format!(
+                                "create user {email}: outcome unknown ({reason}); {why}"
+                            ),
+                        },
+                        true,
+                    );
+                }
+                Err(e) => {
+                    // Unresolved: leave the intent open; the next apply looks it up first.
+                    let mut message = format!(
+                        "create user {email}: outcome unknown ({reason}); the lookup failed: {e}; \
+                         the next apply resolves it before anything else"
+                    );
+                    if let Some(next) = budget_stop(&e) {
+                        self.stop.budget_exhausted(next);
+                        message.push_str(" (rate budget exhausted)");
+                    }
+                    return (
+                        OpOutcome::Failed {
+                            status: None,
+                            message,
+                        },
+                        false,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Link a create's account found by Email; write the fields it lacks (an account found
+    /// without our key, or one whose fields differ).
+    async fn link(
+        &self,
+        op: &Operation,
+        fields: &Map<String, Value>,
+        found: (String, Map<String, Value>),
+    ) -> OpOutcome {
+        let (id, have) = found;
+        let differs: Map<String, Value> = fields
+            .iter()
+            .filter(|(k, v)| value_text(have.get(*k)) != value_text(Some(v)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.cache_write(&id, Some(&have), &op.endpoints);
+        if !differs.is_empty() {
+            match self.client.update_user(&id, &differs, &op.audit()).await {
+                Ok(account) => self.cache_write(&id, Some(&account.fields), &op.endpoints),
+                Err(e) => {
+                    return match self.client_failure(e) {
+                        OpOutcome::Failed { status, message } => OpOutcome::Failed {
+                            status,
+                            message: format!(
+                                "linked account {id}, but writing its fields failed: {message}"
+                            ),
+                        },
+                        other => other,
+                    };
+                }
+            }
+        }
+        OpOutcome::Linked { account_id: id }
+    }
+
+    fn client_failure(&self, e: ClientError) -> OpOutcome {
+        if let Some(next) = budget_stop(&e) {
+            self.stop.budget_exhausted(next);
+            return OpOutcome::NotRun {
+                next_budget: Some(next),
+            };
+        }
+        let status = match &e {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        };
+        OpOutcome::Failed {
+            status,
+            message: e.to_string(),
+        }
+    }
+
+    fn cache_write(&self, id: &str, fields: Option<&Map<String, Value>>, new_in: &[String]) {
+        if let Some(c) = self.cache {
+            c.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .apply_write(id, fields, new_in);
+        }
+    }
+
+    /// Keep `suspended.json` current: written at once, so a crash never forgets an account
+    /// this tool suspended.
+    fn note_status(&self, op: &Operation, id: &str) {
+        let mut s = self.suspended.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = match op.change.action {
+            Action::Suspend => s.insert(id.to_string()),
+            Action::Reactivate | Action::Delete => s.remove(id),
+            _ => false,
+        };
+        if changed && let Err(e) = self.state.write_suspended(&s) {
+            tracing::error!("cannot record suspended accounts: {e}");
+        }
+    }
+}
+
+/// What a lookup by Email found for a create of `key`.
+pub enum Resolution {
+    /// Exactly one account whose key is ours or empty: (id, fields).
+    Found((String, Map<String, Value>)),
+    /// No account with that Email.
+    None,
+    /// Several, or one with another key.
+    Conflict(String),
+}
+
+/// Look a create up by Email (SPEC §8): exactly one match whose key is ours or empty -> found.
+pub async fn resolve_create(
+    client: &CarboniteClient,
+    email: &str,
+    key_field: &str,
+    key: &str,
+) -> Result<Resolution, ClientError> {
+    let items = client.find_by_email(email).await?;
+    let matching: Vec<_> = items
+        .into_iter()
+        .filter(|i| {
+            i.value
+                .get("Email")
+                .and_then(Value::as_str)
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        })
+        .collect();
+    match matching.as_slice() {
+        [] => Ok(Resolution::None),
+        [one] => {
+            let theirs = value_text(one.value.get(key_field));
+            let Some(id) = one.id.clone() else {
+                return Ok(Resolution::Conflict(format!(
+                    "the account found by Email {email} has no id"
+                )));
+            };
+            if theirs.is_empty() || theirs == key {
+                let fields = one.value.as_object().cloned().unwrap_or_default();
+                Ok(Resolution::Found((id, fields)))
+            } else {
+                Ok(Resolution::Conflict(format!(
+                    "account {id} has Email {email} but {key_field} `{theirs}`, not `{key}`"
+                )))
+            }
+        }
+        many => Ok(Resolution::Conflict(format!(
+            "{} accounts have Email {email}",
+            many.len()
+        ))),
+    }
+}
+
+/// A value as text: null and absent are "".
+fn value_text(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// When an error means "no rate budget now": the time the next slot frees.
+pub fn budget_stop(e: &ClientError) -> Option<SystemTime> {
+    match e {
+        ClientError::Budget { source, .. } => Some(source.next_at),
+        ClientError::RateLimited { retry_at, .. } => Some(*retry_at),
+        _ => None,
+    }
+}
+
+fn now() -> String {
+    crate::pass::rfc3339(SystemTime::now())
+}
+
+/// Resolve the intents earlier runs left without a result (a crash, a kill, a lookup that
+/// failed): creates are looked up by Email — one match whose key is ours or empty is linked
+/// (and filed in the cache), none means it never happened (`abandoned`: the plan decides
+/// afresh); other writes are idempotent and simply re-planned (`abandoned`). Returns
+/// (resolved, linked) counts. An intent whose lookup fails stays open.
+pub async fn resolve_open_intents(
+    client: &CarboniteClient,
+    journal: &Journal,
+    cfg: &Config,
+    cache: Option<&Mutex<ObservedCache>>,
+) -> Result<(usize, usize), String> {
+    let state_dir = journal
+        .path()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let open = Journal::open_intents(&state_dir).map_err(|e| e.to_string())?;
+    let (mut resolved, mut linked) = (0, 0);
+    for intent in open {
+        let mapping = cfg.mappings.iter().find(|m| m.name == intent.mapping);
+        let (verdict, account_id, message) = match (&intent.action, &intent.email, mapping) {
+            (Action::Create, Some(email), Some(m)) => {
+                match resolve_create(client, email, &m.primary_key.carbonite, &intent.key).await {
+                    Ok(Resolution::Found((id, fields))) => {
+                        if let Some(c) = cache {
+                            c.lock().unwrap_or_else(|p| p.into_inner()).apply_write(
+                                &id,
+                                Some(&fields),
+                                &m.endpoints,
+                            );
+                        }
+                        linked += 1;
+                        (Verdict::Linked, Some(id), None)
+                    }
+                    Ok(Resolution::None) => (
+                        Verdict::Abandoned,
+                        None,
+                        Some("no account with this Email: the create never happened".to_string()),
+                    ),
+                    Ok(Resolution::Conflict(why)) => (Verdict::Failed, None, Some(why)),
+                    Err(e) => {
+                        return Err(format!(
+                            "cannot resolve the open create of {}/{} from run {}: {e}",
+                            intent.mapping, intent.key, intent.run
+                        ));
+                    }
+                }
+            }
+            _ => (
+                Verdict::Abandoned,
+                intent.account_id.clone(),
+                Some("interrupted; re-planned by this run".to_string()),
+            ),
+        };
+        journal
+            .append(&Record::Result(OpResult {
+                ts: now(),
+                run: journal.run().to_string(),
+                op: intent.op.clone(),
+                result: verdict,
+                account_id,
+                status: None,
+                message,
+            }))
+            .map_err(|e| e.to_string())?;
+        resolved += 1;
+    }
+    Ok((resolved, linked))
+}
