@@ -20,7 +20,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(400);
     println!("apply throughput: {n} operations per round, emulator latency 20 ms, no limits");
-    println!("{:>11} {:>14} {:>14}", "concurrency", "creates/s", "updates/s");
+    println!(
+        "{:>11} {:>14} {:>14}",
+        "concurrency", "creates/s", "updates/s"
+    );
     for concurrency in [1usize, 4, 16] {
         let dir = tempfile::tempdir().unwrap();
         let emu = Emulator::start(
@@ -54,5 +57,7 @@ fn main() {
             n as f64 / updates
         );
     }
-    println!("(whole command: plan read + listing + writes; ideal at 20 ms is 50 x concurrency ops/s)");
+    println!(
+        "(whole command: plan read + listing + writes; ideal at 20 ms is 50 x concurrency ops/s)"
+    );
 }

@@ -39,9 +39,18 @@ fn apply_converges_journals_everything_and_leaks_no_secret() {
 
     let (code, out, err) = run(&cfg, &state, &["-vvv", "apply", "--auto-approve"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("Plan: 9 to create, 0 to adopt, 3 to update"), "{out}");
-    assert!(out.contains("Apply: 9 created, 0 adopted, 3 updated"), "{out}");
-    assert!(!out.contains(CANARY) && !err.contains(CANARY), "the secret leaked");
+    assert!(
+        out.contains("Plan: 9 to create, 0 to adopt, 3 to update"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Apply: 9 created, 0 adopted, 3 updated"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(CANARY) && !err.contains(CANARY),
+        "the secret leaked"
+    );
     assert_eq!(journal_complete(&state).unwrap(), 12);
     let users = emu.users();
     assert_eq!(users.len(), 12);
@@ -129,7 +138,10 @@ fn a_saved_plan_is_applied_exactly_or_refused_when_stale() {
     assert_eq!(planned, 6, "{saved}");
     let (code, out, err) = run(&cfg, &state, &["apply", plan_arg]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("Apply: 2 created, 0 adopted, 4 updated"), "{out}");
+    assert!(
+        out.contains("Apply: 2 created, 0 adopted, 4 updated"),
+        "{out}"
+    );
     let (code, out, _) = run(&cfg, &state, &["plan", "--detailed-exitcode"]);
     assert_eq!(code, 0, "{out}");
 

@@ -31,8 +31,7 @@ impl Drop for Emulator {
 pub fn seed(users: Vec<Value>) -> Value {
     let quick = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
     let mut seed: Value =
-        serde_json::from_slice(&std::fs::read(quick.join("carbonite-seed.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(quick.join("carbonite-seed.json")).unwrap()).unwrap();
     seed["ApiKeys"] = serde_json::json!([{"Email": EMAIL, "ApiKeySecret": CANARY}]);
     seed["Users"] = Value::Array(users);
     seed
@@ -82,7 +81,10 @@ impl Emulator {
         s.read_to_string(&mut text).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunk(body)
         } else {
             body.to_string()
