@@ -2,6 +2,7 @@
 //! committed writes, 20 s tokens) and an apply killed with SIGKILL halfway. In both, reruns
 //! converge to exactly one account per user, every journal intent ends with a result, and the
 //! next plan is empty.
+#![allow(clippy::print_stderr)] // figures and progress of long tests go to the test log
 
 #[path = "apply/harness.rs"]
 mod harness;

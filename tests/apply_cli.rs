@@ -2,6 +2,7 @@
 //! §8, §11): convergence and journal, saved plans (exact, stale account, stale config, edited
 //! file), confirmation without a terminal, the state-dir lock, rate-budget stops and waits,
 //! and the canary secret nowhere.
+#![allow(clippy::print_stderr)] // figures and progress of long tests go to the test log
 
 #[path = "apply/harness.rs"]
 mod harness;
