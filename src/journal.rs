@@ -50,6 +50,10 @@ pub struct Intent {
     pub plan_digest: Option<String>,
     pub config_digest: String,
     pub git_commit: Option<String>,
+    /// An orchestration step (`<orchestration>/<webhook>`) run after the change `action`
+    /// describes; absent for the account writes themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 /// How an operation ended.
@@ -220,6 +224,7 @@ mod tests {
             plan_digest: None,
             config_digest: "sha256:00".into(),
             git_commit: None,
+            step: None,
         }
     }
 

@@ -19,3 +19,4 @@ pub mod render;
 pub mod schema;
 pub mod state;
 pub mod template;
+pub mod webhook;

@@ -80,6 +80,13 @@ pub struct PassResult {
     pub desired: BTreeMap<(String, String), DesiredFields>,
     /// In-scope entries per mapping, read completely (what a baseline records).
     pub entry_counts: BTreeMap<String, u64>,
+    /// The directory entries of the changes that trigger orchestrations, by (mapping, key):
+    /// the `user` of their webhooks.
+    pub entries: BTreeMap<(String, String), Arc<crate::directory::Entry>>,
+    /// The observed accounts (wire JSON) of those changes, by account id: their `account`.
+    pub accounts: BTreeMap<String, serde_json::Value>,
+    /// The lookup tables the pass used (webhook templates may call `lookup()`).
+    pub lookup_tables: crate::template::LookupTables,
 }
 
 /// The accounts and lookup tables a pass diffs against, and where they came from.
@@ -382,7 +389,7 @@ fn finish(
     let state = crate::state::StateFiles::new(state_dir);
     let suspended = state.suspended();
     let baseline: Option<Baseline> = state.baseline();
-    let plan = reconcile::reconcile(&reconcile::Input {
+    let mut plan = reconcile::reconcile(&reconcile::Input {
         mappings: &cfg.mappings,
         policy: &cfg.integration.policy,
         desired: &desired,
@@ -397,9 +404,68 @@ fn finish(
         },
     });
 
+    let by_key: std::collections::HashMap<(usize, &str), &reconcile::desired::DesiredAccount> =
+        desired
+            .accounts
+            .iter()
+            .map(|a| ((a.mapping, a.key.as_str()), a))
+            .collect();
+
+    // Orchestrations each change triggers: their events, and `when` evaluated now (SPEC §7),
+    // with the entry as `user` and the observed account as `account`.
+    let mut entries = BTreeMap::new();
+    let mut accounts = BTreeMap::new();
+    let mut hook_calls: BTreeMap<String, u64> = BTreeMap::new();
+    if !cfg.orchestrations.is_empty() {
+        let hooks = crate::webhook::Hooks::compile(cfg).map_err(PassError::Other)?;
+        let wire: std::collections::HashMap<&str, &crate::carbonite::ObservedAccount> = listed
+            .groups
+            .iter()
+            .flat_map(|g| g.accounts.iter())
+            .filter_map(|a| Some((a.id.as_deref()?, a)))
+            .collect();
+        for c in &mut plan.changes {
+            let entry = cfg
+                .mappings
+                .iter()
+                .position(|m| m.name == c.mapping)
+                .and_then(|mi| by_key.get(&(mi, c.key.as_str())))
+                .map(|a| a.entry.clone());
+            let account = c
+                .account_id
+                .as_deref()
+                .and_then(|id| wire.get(id))
+                .map(|a| serde_json::Value::Object(a.fields.clone()));
+            let mut cx = ctx.clone();
+            if let Some(e) = &entry {
+                cx = cx.with_entry(e.clone());
+            }
+            if let Some(a) = &account {
+                cx = cx.with_account(Arc::new(a.clone()));
+            }
+            c.orchestrations = hooks.triggered(c, &cx);
+            if c.orchestrations.is_empty() {
+                continue;
+            }
+            for o in &c.orchestrations {
+                for step in hooks.steps(o) {
+                    if let Some(route) = hooks.carbonite_route(step) {
+                        *hook_calls.entry(route.to_string()).or_default() += 1;
+                    }
+                }
+            }
+            if let Some(e) = entry {
+                entries.insert((c.mapping.clone(), c.key.clone()), e);
+            }
+            if let (Some(id), Some(a)) = (&c.account_id, account) {
+                accounts.insert(id.clone(), a);
+            }
+        }
+    }
+
     // Estimate: calls per route and when the last one can go under the limits and the ledger.
     let routes = &cfg.integration.carbonite.routes;
-    let mut calls: BTreeMap<String, u64> = BTreeMap::new();
+    let mut calls: BTreeMap<String, u64> = hook_calls;
     for c in &plan.changes {
         let route = match c.action {
             Action::Create => routes.create_user.to_string(),
@@ -455,12 +521,6 @@ fn finish(
         },
     };
     // Desired values of the touched accounts, the key field included (for a saved plan).
-    let by_key: std::collections::HashMap<(usize, &str), &reconcile::desired::DesiredAccount> =
-        desired
-            .accounts
-            .iter()
-            .map(|a| ((a.mapping, a.key.as_str()), a))
-            .collect();
     let mut desired_values = BTreeMap::new();
     for c in &plan.changes {
         let Some(mi) = cfg.mappings.iter().position(|m| m.name == c.mapping) else {
@@ -486,6 +546,9 @@ fn finish(
         meta,
         desired: desired_values,
         entry_counts,
+        entries,
+        accounts,
+        lookup_tables: tables,
     })
 }
 

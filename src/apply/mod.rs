@@ -32,6 +32,10 @@ pub struct Operation {
     pub key_field: String,
     /// The mapping's endpoints (where a created account is filed in the cache).
     pub endpoints: Vec<String>,
+    /// The directory entry (`user` of the orchestrations' webhooks), when known.
+    pub entry: Option<std::sync::Arc<crate::directory::Entry>>,
+    /// The account as observed at plan time (`account` until the write answers).
+    pub account: Option<Value>,
 }
 
 impl Operation {
@@ -54,6 +58,8 @@ impl Operation {
                     change: c.clone(),
                     key_field: m.primary_key.carbonite.clone(),
                     endpoints: m.endpoints.clone(),
+                    entry: None,
+                    account: None,
                 })
             })
             .collect()
@@ -162,12 +168,26 @@ impl StopFlag {
     }
 }
 
+/// A failed orchestration step (the account change itself stands).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookFailure {
+    /// `create employees/E1001`.
+    pub change: String,
+    pub orchestration: String,
+    pub webhook: String,
+    pub message: String,
+}
+
 /// What a run did.
 #[derive(Debug, Default)]
 pub struct Report {
     /// Every operation with its outcome, in execution order.
     pub results: Vec<(Operation, OpOutcome)>,
     pub stopped: Option<Stop>,
+    /// Orchestration steps that failed.
+    pub hook_failures: Vec<HookFailure>,
+    /// Orchestration steps that ran and succeeded.
+    pub hooks_sent: usize,
 }
 
 impl Report {
@@ -208,6 +228,12 @@ pub struct Executor<'a> {
     pub info: RunInfo,
     pub concurrency: usize,
     pub stop: &'a StopFlag,
+    /// Webhooks and orchestrations, when the plan triggers any.
+    pub hooks: Option<&'a crate::webhook::Hooks>,
+    /// The context orchestration templates start from (lookup tables).
+    pub hook_context: crate::template::RenderContext,
+    /// Outcomes of orchestration steps.
+    pub hook_log: Mutex<(Vec<HookFailure>, usize)>,
 }
 
 /// The most creates attempted for one account in a run, each after a lookup found nothing.
@@ -262,6 +288,10 @@ impl Executor<'_> {
             ))
         });
         report.stopped = self.stop.stop();
+        let (failures, sent) =
+            std::mem::take(&mut *self.hook_log.lock().unwrap_or_else(|p| p.into_inner()));
+        report.hook_failures = failures;
+        report.hooks_sent = sent;
         report
     }
 
@@ -279,6 +309,7 @@ impl Executor<'_> {
             plan_digest: self.info.plan_digest.clone(),
             config_digest: self.info.config_digest.clone(),
             git_commit: self.info.git_commit.clone(),
+            step: None,
         }
     }
 
@@ -322,15 +353,93 @@ impl Executor<'_> {
                 message: format!("not sent: {e}"),
             };
         }
-        let (outcome, journal_it) = match op.change.action {
+        let (outcome, journal_it, answered) = match op.change.action {
             Action::Create => self.create(op, email.as_deref()).await,
-            Action::Delete => (self.delete(op).await, true),
-            _ => (self.update(op).await, true),
+            Action::Delete => {
+                let (o, a) = self.delete(op).await;
+                (o, true, a)
+            }
+            _ => {
+                let (o, a) = self.update(op).await;
+                (o, true, a)
+            }
         };
         if journal_it && let Err(e) = self.result(&intent, &outcome) {
             tracing::error!("{e}");
         }
+        if outcome.succeeded() && !op.change.orchestrations.is_empty() {
+            self.orchestrate(op, answered).await;
+        }
         outcome
+    }
+
+    /// Run the orchestrations the plan attached to `op` (after its change succeeded), each
+    /// step journaled; failures are recorded, never undo the change, and do not stop the
+    /// orchestration's later steps from being skipped (a failed step ends its orchestration).
+    async fn orchestrate(&self, op: &Operation, answered: Option<Map<String, Value>>) {
+        let Some(hooks) = self.hooks else {
+            return;
+        };
+        let mut ctx = self.hook_context.clone();
+        if let Some(e) = &op.entry {
+            ctx = ctx.with_entry(e.clone());
+        }
+        let account = match (answered, &op.account) {
+            (Some(a), Some(Value::Object(before))) => {
+                let mut merged = before.clone();
+                merged.extend(a);
+                Some(Value::Object(merged))
+            }
+            (Some(a), _) => Some(Value::Object(a)),
+            (None, before) => before.clone(),
+        };
+        if let Some(a) = account {
+            ctx = ctx.with_account(std::sync::Arc::new(a));
+        }
+        for name in &op.change.orchestrations {
+            for webhook in hooks.steps(name) {
+                let mut intent = self.intent(op, None);
+                intent.step = Some(format!("{name}/{webhook}"));
+                intent.fields = Vec::new();
+                let result = match self.journal.append(&Record::Intent(intent.clone())) {
+                    Err(e) => Err(format!("not sent: {e}")),
+                    Ok(()) => match hooks.render(webhook, &ctx, self.client.base_url()) {
+                        Err(e) => Err(e.to_string()),
+                        Ok(req) => hooks
+                            .send(&req, Some(self.client))
+                            .await
+                            .map(|r| r.status)
+                            .map_err(|e| e.to_string()),
+                    },
+                };
+                let (verdict, status, message) = match &result {
+                    Ok(status) => (Verdict::Ok, Some(*status), None),
+                    Err(m) => (Verdict::Failed, None, Some(m.clone())),
+                };
+                let _ = self.journal.append(&Record::Result(OpResult {
+                    ts: now(),
+                    run: intent.run.clone(),
+                    op: intent.op.clone(),
+                    result: verdict,
+                    account_id: intent.account_id.clone(),
+                    status,
+                    message,
+                }));
+                let mut log = self.hook_log.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(_) => log.1 += 1,
+                    Err(message) => {
+                        log.0.push(HookFailure {
+                            change: op.label(),
+                            orchestration: name.clone(),
+                            webhook: webhook.clone(),
+                            message,
+                        });
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     fn account_id<'o>(&self, op: &'o Operation) -> Result<&'o str, OpOutcome> {
@@ -340,47 +449,55 @@ impl Executor<'_> {
         })
     }
 
-    async fn update(&self, op: &Operation) -> OpOutcome {
+    async fn update(&self, op: &Operation) -> (OpOutcome, Option<Map<String, Value>>) {
         let id = match self.account_id(op) {
             Ok(id) => id,
-            Err(o) => return o,
+            Err(o) => return (o, None),
         };
         let fields = op.write_fields();
         match self.client.update_user(id, &fields, &op.audit()).await {
             Ok(account) => {
                 self.cache_write(&account.id, Some(&account.fields), &[]);
                 self.note_status(op, id);
-                OpOutcome::Done {
-                    account_id: account.id,
-                }
+                (
+                    OpOutcome::Done {
+                        account_id: account.id,
+                    },
+                    Some(account.fields),
+                )
             }
-            Err(e) => self.client_failure(e),
+            Err(e) => (self.client_failure(e), None),
         }
     }
 
-    async fn delete(&self, op: &Operation) -> OpOutcome {
+    async fn delete(&self, op: &Operation) -> (OpOutcome, Option<Map<String, Value>>) {
         let id = match self.account_id(op) {
             Ok(id) => id,
-            Err(o) => return o,
+            Err(o) => return (o, None),
         };
         match self.client.delete_user(id).await {
             Ok(found) => {
                 self.cache_write(id, None, &[]);
                 self.note_status(op, id);
-                match found {
+                let outcome = match found {
                     DeleteOutcome::Deleted => OpOutcome::Done {
                         account_id: id.to_string(),
                     },
                     DeleteOutcome::AlreadyGone => OpOutcome::AlreadyGone,
-                }
+                };
+                (outcome, None)
             }
-            Err(e) => self.client_failure(e),
+            Err(e) => (self.client_failure(e), None),
         }
     }
 
     /// A create; the bool says whether to journal the outcome (an unresolved unknown outcome
     /// leaves the intent open for the next run to resolve).
-    async fn create(&self, op: &Operation, email: Option<&str>) -> (OpOutcome, bool) {
+    async fn create(
+        &self,
+        op: &Operation,
+        email: Option<&str>,
+    ) -> (OpOutcome, bool, Option<Map<String, Value>>) {
         let fields = op.write_fields();
         let Some(email) = email else {
             return (
@@ -389,6 +506,7 @@ impl Executor<'_> {
                     message: "no Email to create the account with".into(),
                 },
                 true,
+                None,
             );
         };
         let mut attempt = 0;
@@ -402,6 +520,7 @@ impl Executor<'_> {
                             account_id: account.id,
                         },
                         true,
+                        Some(account.fields),
                     );
                 }
                 Err(CreateError::Rejected {
@@ -419,21 +538,23 @@ impl Executor<'_> {
                             message: e.to_string(),
                         },
                         true,
+                        None,
                     );
                 }
-                Err(CreateError::NotSent(e)) => return (self.client_failure(e), true),
+                Err(CreateError::NotSent(e)) => return (self.client_failure(e), true, None),
                 Err(CreateError::UnknownOutcome { reason, .. }) => reason,
             };
             tracing::info!(email, %reason, "create: outcome unknown, looking the account up");
             match resolve_create(self.client, email, &op.key_field, &op.change.key).await {
                 Ok(Resolution::Found(item)) => {
                     let id = item.0.clone();
+                    let found = item.1.clone();
                     let outcome = self.link(op, &fields, item).await;
                     let journal = !matches!(outcome, OpOutcome::NotRun { .. });
                     if matches!(outcome, OpOutcome::Linked { .. }) {
                         tracing::info!(email, account = %id, "create: linked the account found by Email");
                     }
-                    return (outcome, journal);
+                    return (outcome, journal, Some(found));
                 }
                 Ok(Resolution::None) if attempt < MAX_CREATE_ATTEMPTS => continue,
                 Ok(Resolution::None) => {
@@ -445,6 +566,7 @@ impl Executor<'_> {
                             ),
                         },
                         true,
+                        None,
                     );
                 }
                 Ok(Resolution::Conflict(why)) => {
@@ -456,6 +578,7 @@ impl Executor<'_> {
                             ),
                         },
                         true,
+                        None,
                     );
                 }
                 Err(e) => {
@@ -474,6 +597,7 @@ impl Executor<'_> {
                             message,
                         },
                         false,
+                        None,
                     );
                 }
             }
@@ -649,7 +773,7 @@ pub async fn resolve_open_intents(
     for intent in open {
         let mapping = cfg.mappings.iter().find(|m| m.name == intent.mapping);
         let (verdict, account_id, message) = match (&intent.action, &intent.email, mapping) {
-            (Action::Create, Some(email), Some(m)) => {
+            (Action::Create, Some(email), Some(m)) if intent.step.is_none() => {
                 match resolve_create(client, email, &m.primary_key.carbonite, &intent.key).await {
                     Ok(Resolution::Found((id, fields))) => {
                         if let Some(c) = cache {
@@ -676,6 +800,14 @@ pub async fn resolve_open_intents(
                     }
                 }
             }
+            _ if intent.step.is_some() => (
+                Verdict::Abandoned,
+                intent.account_id.clone(),
+                Some(
+                    "webhook interrupted; its outcome is unknown and it is not sent again"
+                        .to_string(),
+                ),
+            ),
             _ => (
                 Verdict::Abandoned,
                 intent.account_id.clone(),

@@ -22,6 +22,17 @@ pub struct SavedPlan {
     pub config: SavedConfig,
     pub changes: Vec<Change>,
     pub plan_digest: String,
+    #[serde(default)]
+    pub operations: Vec<SavedOperation>,
+}
+
+/// What apply reads of each saved operation (beyond its change).
+#[derive(Debug, Deserialize)]
+pub struct SavedOperation {
+    pub mapping: String,
+    pub key: String,
+    #[serde(default)]
+    pub entry_attributes: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -182,6 +182,9 @@ enum Kind {
     Write,
     /// `createUser`.
     Create,
+    /// Another non-idempotent call (a webhook's POST/PATCH): never retried once it may have
+    /// been processed, but not a user creation.
+    Post,
     /// `POST /api/tokens/apikey`.
     Token,
 }
@@ -198,6 +201,10 @@ struct Call<'a> {
     /// Extra headers: name, value, whether the value is secret.
     headers: Vec<(String, String, bool)>,
     body: Option<Value>,
+    /// A body sent as is: (Content-Type, text). Takes the place of `body`.
+    raw: Option<(String, String)>,
+    /// A request timeout other than the client's.
+    timeout: Option<Duration>,
 }
 
 struct Reply {
@@ -306,7 +313,7 @@ fn setup(op: &str, message: impl Into<String>) -> ClientError {
 }
 
 /// Install the process-wide rustls provider (ring) once; reqwest is built without one.
-fn install_tls_provider() {
+pub(crate) fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
@@ -683,6 +690,8 @@ impl CarboniteClient {
             bearer: false,
             headers: Vec::new(),
             body: Some(json!({"Email": email, "ApiKeySecret": secret.expose()})),
+            raw: None,
+            timeout: None,
         };
         let reply = self
             .execute(&call)
@@ -820,6 +829,14 @@ impl CarboniteClient {
         if let Some(b) = &call.body {
             req = req.json(b);
         }
+        if let Some((content_type, text)) = &call.raw {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(text.clone());
+        }
+        if let Some(t) = call.timeout {
+            req = req.timeout(t);
+        }
         let resp = req.send().await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -869,7 +886,7 @@ impl CarboniteClient {
                     let unsent = e.is_connect();
                     let reason = self.redactor.text(&error_chain(&e));
                     tracing::debug!(op = call.op, method = %call.method, url = %shown, attempt, ms, error = %reason, "carbonite: no answer");
-                    if call.kind == Kind::Create && !unsent {
+                    if matches!(call.kind, Kind::Create | Kind::Post) && !unsent {
                         return Err(Failure::Unknown(reason));
                     }
                     if let Some(delay) = self.retry_delay(attempt, started) {
@@ -937,7 +954,7 @@ impl CarboniteClient {
                         }));
                     }
                     if status >= 500 {
-                        if call.kind == Kind::Create {
+                        if matches!(call.kind, Kind::Create | Kind::Post) {
                             return Err(Failure::Unknown(format!("Carbonite answered {status}")));
                         }
                         if let Some(delay) = self.retry_delay(attempt, started) {
@@ -1116,6 +1133,8 @@ impl CarboniteClient {
                 bearer: ours,
                 headers: headers.clone(),
                 body: None,
+                raw: None,
+                timeout: None,
             };
             let reply = self
                 .execute(&call)
@@ -1398,6 +1417,8 @@ impl CarboniteClient {
             bearer: true,
             headers: Vec::new(),
             body: None,
+            raw: None,
+            timeout: None,
         };
         let reply = self
             .execute(&call)
@@ -1440,6 +1461,8 @@ impl CarboniteClient {
             bearer: true,
             headers: Vec::new(),
             body: Some(write_body(fields, audit)),
+            raw: None,
+            timeout: None,
         };
         match self.execute(&call).await {
             Err(Failure::Unknown(reason)) => Err(CreateError::UnknownOutcome { email, reason }),
@@ -1489,6 +1512,8 @@ impl CarboniteClient {
             bearer: true,
             headers: Vec::new(),
             body: Some(write_body(changed, audit)),
+            raw: None,
+            timeout: None,
         };
         let reply = self
             .execute(&call)
@@ -1518,6 +1543,8 @@ impl CarboniteClient {
             bearer: true,
             headers: Vec::new(),
             body: None,
+            raw: None,
+            timeout: None,
         };
         let reply = self
             .execute(&call)
@@ -1528,6 +1555,59 @@ impl CarboniteClient {
             404 => Ok(DeleteOutcome::AlreadyGone),
             _ => Err(self.api_error(&op, &method, &shown, &reply)),
         }
+    }
+}
+
+impl CarboniteClient {
+    /// A webhook's call on the Carbonite host (`target: carbonite`): `path` (with its query)
+    /// relative to the base URL, with the bearer token, through the ledger under `route`.
+    /// Idempotent methods are retried like reads; others never once they may have been
+    /// processed. Returns status, headers and the body as text (secrets redacted).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn raw_call(
+        &self,
+        op: &str,
+        method: &str,
+        path: &str,
+        route: &str,
+        headers: &[(String, String)],
+        body: Option<(&str, &str)>,
+        timeout: Duration,
+    ) -> Result<(u16, Vec<(String, String)>, String), ClientError> {
+        let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|e| setup(op, format!("method `{method}`: {e}")))?;
+        let url = self.url_for(path, op)?;
+        let shown = self.redactor.url(&url);
+        let kind = match method {
+            Method::GET | Method::HEAD | Method::OPTIONS => Kind::Read,
+            Method::PUT | Method::DELETE => Kind::Write,
+            _ => Kind::Post,
+        };
+        let call = Call {
+            op,
+            kind,
+            method: method.clone(),
+            url,
+            route: Some(route.to_string()),
+            bearer: true,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone(), self.redactor.is_secret(v)))
+                .collect(),
+            body: None,
+            raw: body.map(|(ct, text)| (ct.to_string(), text.to_string())),
+            timeout: Some(timeout),
+        };
+        let reply = self
+            .execute(&call)
+            .await
+            .map_err(|f| f.into_error(op, &method, &shown))?;
+        let text = match (&reply.text, &reply.body) {
+            (Some(t), _) => t.clone(),
+            (None, Value::Null) => String::new(),
+            (None, v) => self.redactor.json(v),
+        };
+        Ok((reply.status, Vec::new(), text))
     }
 }
 
@@ -1649,7 +1729,7 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
 
 /// An error's message and its causes, without the URL (reqwest puts it in; ours is redacted
 /// separately).
-fn error_chain(e: &reqwest::Error) -> String {
+pub(crate) fn error_chain(e: &reqwest::Error) -> String {
     let mut parts = Vec::new();
     let kind = if e.is_timeout() {
         "timed out"
@@ -1672,7 +1752,7 @@ fn error_chain(e: &reqwest::Error) -> String {
     parts.join(": ")
 }
 
-fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

@@ -23,6 +23,7 @@ pub use client::{
     Account, CarboniteClient, ClientOptions, ClientSettings, DeleteOutcome, Item, ObservedAccount,
     Page, RetryPolicy, open_ledger, tenant_key,
 };
+pub(crate) use client::{error_chain, install_tls_provider, truncate};
 pub use error::{ClientError, CreateError, FieldErrors};
 pub use ledger::{Budget, Ledger, LedgerError, NoBudget, PlannedCalls, Reservation, Schedule};
 pub use online::{OnlineVerdict, online_check};

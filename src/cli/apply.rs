@@ -165,7 +165,8 @@ async fn with_client(
     }
 
     let info;
-    let ops;
+    let mut ops;
+    let tables;
     let mut refused = false;
     let mut baseline = None;
     match saved {
@@ -206,6 +207,21 @@ async fn with_client(
                 return Ok(Outcome::Refused);
             }
             ops = Operation::from_changes(cfg, &plan.changes).map_err(CommandError::new)?;
+            for op in &mut ops {
+                let saved = plan
+                    .operations
+                    .iter()
+                    .find(|o| o.mapping == op.change.mapping && o.key == op.change.key);
+                if let (Some(attrs), Some(dn)) = (
+                    saved.and_then(|o| o.entry_attributes.as_ref()),
+                    op.change.dn.as_deref(),
+                ) {
+                    op.entry = Some(Arc::new(crate::webhook::entry_from_saved(dn, attrs)));
+                }
+            }
+            tables = ObservedCache::load(state_dir, client.tenant_key())
+                .map(|c| c.lookup_tables)
+                .unwrap_or_default();
         }
         None => {
             let opts = PassOptions {
@@ -242,13 +258,37 @@ async fn with_client(
                 return Ok(Outcome::Error);
             }
             ops = Operation::from_changes(cfg, &result.plan.changes).map_err(CommandError::new)?;
+            for op in &mut ops {
+                let k = (op.change.mapping.clone(), op.change.key.clone());
+                op.entry = result.entries.get(&k).cloned();
+                op.account = op
+                    .change
+                    .account_id
+                    .as_ref()
+                    .and_then(|id| result.accounts.get(id))
+                    .cloned();
+            }
+            tables = result.lookup_tables.clone();
         }
     }
 
     let report = if ops.is_empty() {
         Report::default()
     } else {
-        execute(cfg, state_dir, client, &journal, info, ops, args, out).await
+        let hooks = if ops.iter().any(|o| !o.change.orchestrations.is_empty()) {
+            Some(crate::webhook::Hooks::compile(cfg).map_err(CommandError::new)?)
+        } else {
+            None
+        };
+        let run = Run {
+            cfg,
+            state_dir,
+            client,
+            journal: &journal,
+            hooks: hooks.as_ref(),
+            tables: &tables,
+        };
+        execute(&run, info, ops, args, out).await
     };
     if let Some(counts) = &baseline
         && let Err(e) = StateFiles::new(state_dir).write_baseline(counts, &rfc3339(pass::now()))
@@ -258,7 +298,7 @@ async fn with_client(
     print_summary(&report, out);
     Ok(if refused {
         Outcome::Refused
-    } else if report.failed().next().is_some() {
+    } else if report.failed().next().is_some() || !report.hook_failures.is_empty() {
         Outcome::Failures
     } else if report.stopped.is_some() || report.not_run() > 0 {
         Outcome::Stopped
@@ -311,17 +351,31 @@ async fn confirm(out: &Output) -> CommandResult<bool> {
     Ok(line.trim() == "yes")
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What an execution writes through.
+struct Run<'a> {
+    cfg: &'a Config,
+    state_dir: &'a Path,
+    client: &'a CarboniteClient,
+    journal: &'a Journal,
+    hooks: Option<&'a crate::webhook::Hooks>,
+    tables: &'a crate::template::LookupTables,
+}
+
 async fn execute(
-    cfg: &Config,
-    state_dir: &Path,
-    client: &CarboniteClient,
-    journal: &Journal,
+    run: &Run<'_>,
     info: RunInfo,
     ops: Vec<Operation>,
     args: &Args,
     out: &Output,
 ) -> Report {
+    let Run {
+        cfg,
+        state_dir,
+        client,
+        journal,
+        hooks,
+        tables,
+    } = *run;
     let deadline = args
         .max_wait
         .filter(|d| !d.is_zero())
@@ -343,6 +397,11 @@ async fn execute(
         info,
         concurrency: cfg.integration.carbonite.concurrency.max(1) as usize,
         stop: &stop,
+        hooks,
+        hook_context: crate::template::RenderContext::new(Arc::new(
+            crate::template::LookupIndex::new(tables),
+        )),
+        hook_log: Mutex::default(),
     };
     let progress = out.progress(ops.len() as u64);
     let on_done = |op: &Operation, o: &OpOutcome| {
@@ -430,6 +489,22 @@ fn print_summary(report: &Report, out: &Output) {
                 let status = status.map(|s| format!(" [{s}]")).unwrap_or_default();
                 s.push_str(&format!("  {}{status}: {message}\n", op.label()));
             }
+        }
+    }
+    if report.hooks_sent > 0 || !report.hook_failures.is_empty() {
+        s.push_str(&format!(
+            "Orchestrations: {} webhook call(s) made, {} failed.\n",
+            report.hooks_sent,
+            report.hook_failures.len()
+        ));
+    }
+    if !report.hook_failures.is_empty() {
+        s.push_str("\nFailed orchestration steps (the account changes stand):\n");
+        for f in &report.hook_failures {
+            s.push_str(&format!(
+                "  {} -> {}/{}: {}\n",
+                f.change, f.orchestration, f.webhook, f.message
+            ));
         }
     }
     match report.stopped {

@@ -17,6 +17,7 @@ pub mod schema;
 pub mod snapshot;
 pub mod test_endpoint;
 pub mod validate;
+pub mod webhook;
 
 /// Keep Carbonite backup accounts in step with Active Directory, the GitOps way.
 #[derive(Debug, Parser)]
@@ -94,6 +95,8 @@ pub enum Command {
     Plan(plan::Args),
     /// Plan and apply (with confirmation), or apply a saved plan exactly.
     Apply(apply::Args),
+    /// Outbound webhooks: `webhook test NAME --user KEY [--send]`.
+    Webhook(webhook::Args),
     /// Print or write the JSON Schemas of the config files.
     Schema(schema::Args),
     /// Call an inbound endpoint once and show the fields of its items.
@@ -136,6 +139,7 @@ pub fn run(cli: Cli, out: &Output) -> Outcome {
         Command::Validate(a) => validate::run(&global, a, out),
         Command::Plan(a) => plan::run(&global, a, out),
         Command::Apply(a) => apply::run(&global, a, out),
+        Command::Webhook(a) => webhook::run(&global, a, out),
         Command::Schema(a) => schema::run(&global, a, out),
         Command::TestEndpoint(a) => test_endpoint::run(&global, a, out),
         Command::Snapshot(a) => snapshot::run(&global, a, out),

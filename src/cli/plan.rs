@@ -81,7 +81,19 @@ pub fn run(global: &super::GlobalArgs, args: Args, out: &Output) -> CommandResul
                 path.display()
             ));
         } else {
-            let text = saved::render(&report, &result.desired)
+            let refs = crate::directory::read::webhook_attributes(&cfg);
+            let entry_attributes = result
+                .entries
+                .iter()
+                .map(|(k, e)| (k.clone(), crate::webhook::saved_attributes(e, &refs)))
+                .collect();
+            let orchestrations = crate::webhook::definitions(&cfg, &result.plan.changes);
+            let extras = saved::Extras {
+                desired: &result.desired,
+                entry_attributes: &entry_attributes,
+                orchestrations: &orchestrations,
+            };
+            let text = saved::render(&report, &extras)
                 .map_err(|e| CommandError::new(format!("cannot serialise the plan: {e}")))?;
             crate::state::write_atomic(path, text.as_bytes(), true).map_err(|e| {
                 CommandError::new(format!("cannot write the plan to {}: {e}", path.display()))

@@ -11,23 +11,10 @@ use super::source::{DirectoryError, DirectorySource, SearchRequest};
 use crate::config::model::{Config, Flavor, WebhookTarget};
 use crate::template::{AttributeRefs, referenced_attributes, referenced_attributes_in_expression};
 
-/// The attributes a reconcile pass needs (SPEC §2, §6.1): those the mappings' templates,
-/// primary keys and `correlate` rules read, those of the formats, webhooks and orchestration
-/// conditions (their templates see the same entries), the `disabledFilter`'s, and the
-/// flavor's anchor and change marker. When a template reads attributes by computed name
-/// (`attrs[x]`, iterating `user`), `*` replaces the template-derived names.
-///
-/// Sorted case-insensitively, each name once; `*` first when present.
-pub fn needed_attributes(config: &Config) -> Vec<String> {
+/// The attributes webhook templates (url/path, headers, query, body) and orchestration
+/// conditions read (a saved plan records these of each entry whose change triggers one).
+pub fn webhook_attributes(config: &Config) -> AttributeRefs {
     let mut refs = AttributeRefs::Names(Default::default());
-    for mapping in &config.mappings {
-        for rule in &mapping.attributes {
-            refs.extend(referenced_attributes(&rule.value));
-        }
-    }
-    for source in config.integration.templates.formats.values() {
-        refs.extend(referenced_attributes(source));
-    }
     for webhook in config.webhooks.values() {
         let url = match &webhook.target {
             WebhookTarget::Url(url) => url,
@@ -46,6 +33,27 @@ pub fn needed_attributes(config: &Config) -> Vec<String> {
             refs.extend(referenced_attributes_in_expression(when));
         }
     }
+    refs
+}
+
+/// The attributes a reconcile pass needs (SPEC §2, §6.1): those the mappings' templates,
+/// primary keys and `correlate` rules read, those of the formats, webhooks and orchestration
+/// conditions (their templates see the same entries), the `disabledFilter`'s, and the
+/// flavor's anchor and change marker. When a template reads attributes by computed name
+/// (`attrs[x]`, iterating `user`), `*` replaces the template-derived names.
+///
+/// Sorted case-insensitively, each name once; `*` first when present.
+pub fn needed_attributes(config: &Config) -> Vec<String> {
+    let mut refs = AttributeRefs::Names(Default::default());
+    for mapping in &config.mappings {
+        for rule in &mapping.attributes {
+            refs.extend(referenced_attributes(&rule.value));
+        }
+    }
+    for source in config.integration.templates.formats.values() {
+        refs.extend(referenced_attributes(source));
+    }
+    refs.extend(webhook_attributes(config));
     let mut names = match refs {
         AttributeRefs::All => vec!["*".to_string()],
         AttributeRefs::Names(names) => names.into_iter().collect(),

@@ -27,9 +27,9 @@ pub struct SavedPlan<'a> {
     pub plan_digest: String,
     /// What apply executes: one per element of `changes`, in the same order.
     pub operations: Vec<SavedOperation<'a>>,
-    /// Orchestration definitions the operations trigger, by name (empty until orchestrations
-    /// are executed by apply).
-    pub orchestrations: BTreeMap<String, serde_json::Value>,
+    /// Definitions of the orchestrations the operations trigger, by name (`on`, `when`,
+    /// `steps`), for the reviewer; apply runs the config's, whose digest must match.
+    pub orchestrations: &'a BTreeMap<String, serde_json::Value>,
 }
 
 /// One operation apply executes.
@@ -45,8 +45,10 @@ pub struct SavedOperation<'a> {
     /// Every desired field (key field included) for create/adopt/update/reactivate; `null` when
     /// the user is gone (suspend/delete of an orphan). `null` values are empty.
     pub desired: Option<&'a DesiredFields>,
-    /// Entry attributes the triggered webhooks reference (empty until orchestrations run).
-    pub entry_attributes: BTreeMap<String, Vec<String>>,
+    /// Entry attributes the triggered webhooks and conditions reference (text values as is,
+    /// binary ones base64 under `name::`, plus `@disabled` and `@anchor`); empty when the
+    /// change triggers no orchestration.
+    pub entry_attributes: Option<&'a BTreeMap<String, Vec<String>>>,
 }
 
 /// `sha256:` over the canonical JSON of `changes`.
@@ -61,10 +63,16 @@ pub fn plan_digest(changes: &[Change]) -> String {
     )
 }
 
-pub fn document<'a>(
-    r: &'a PlanReport<'a>,
-    desired: &'a BTreeMap<(String, String), DesiredFields>,
-) -> SavedPlan<'a> {
+/// What a saved plan holds beyond the JSON plan.
+pub struct Extras<'a> {
+    /// Desired values by (mapping, key).
+    pub desired: &'a BTreeMap<(String, String), DesiredFields>,
+    /// Webhook-referenced entry attributes by (mapping, key).
+    pub entry_attributes: &'a BTreeMap<(String, String), BTreeMap<String, Vec<String>>>,
+    pub orchestrations: &'a BTreeMap<String, serde_json::Value>,
+}
+
+pub fn document<'a>(r: &'a PlanReport<'a>, extras: &Extras<'a>) -> SavedPlan<'a> {
     let operations = r
         .plan
         .changes
@@ -75,15 +83,17 @@ pub fn document<'a>(
             key: &c.key,
             account_id: c.account_id.as_deref(),
             observed_fingerprint: c.observed_fingerprint.as_deref(),
-            desired: desired.get(&(c.mapping.clone(), c.key.clone())),
-            entry_attributes: BTreeMap::new(),
+            desired: extras.desired.get(&(c.mapping.clone(), c.key.clone())),
+            entry_attributes: extras
+                .entry_attributes
+                .get(&(c.mapping.clone(), c.key.clone())),
         })
         .collect();
     SavedPlan {
         plan: document_of(r),
         plan_digest: plan_digest(&r.plan.changes),
         operations,
-        orchestrations: BTreeMap::new(),
+        orchestrations: extras.orchestrations,
     }
 }
 
@@ -92,11 +102,8 @@ fn document_of<'a>(r: &'a PlanReport<'a>) -> JsonPlan<'a> {
 }
 
 /// Pretty JSON with a trailing newline.
-pub fn render(
-    r: &PlanReport,
-    desired: &BTreeMap<(String, String), DesiredFields>,
-) -> Result<String, serde_json::Error> {
-    let mut s = serde_json::to_string_pretty(&document(r, desired))?;
+pub fn render(r: &PlanReport, extras: &Extras) -> Result<String, serde_json::Error> {
+    let mut s = serde_json::to_string_pretty(&document(r, extras))?;
     s.push('\n');
     Ok(s)
 }
