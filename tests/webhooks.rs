@@ -482,7 +482,10 @@ fn a_saved_plan_carries_what_its_webhooks_need() {
         .find(|o| o["key"] == "E10000")
         .unwrap();
     assert_eq!(op["entry_attributes"]["givenName"][0], "Ann \"Q\" <&>");
-    assert!(saved["orchestrations"]["special-create"]["steps"].is_array(), "{saved}");
+    assert!(
+        saved["orchestrations"]["special-create"]["steps"].is_array(),
+        "{saved}"
+    );
     // An operation that triggers nothing carries no attributes.
     let quiet = saved["operations"]
         .as_array()
@@ -495,7 +498,13 @@ fn a_saved_plan_carries_what_its_webhooks_need() {
     let (code, out, err) = run_hooks(&cfg, &state, &["apply", plan_arg]);
     assert_eq!(code, 0, "{out}\n{err}");
     let got = receiver.take();
-    let form = got.iter().find(|r| r.path == "/form").expect("form webhook");
-    assert_eq!(form.body, "name=Ann+%22Q%22+%3C%26%3E&mail=user10000%40corp.example");
+    let form = got
+        .iter()
+        .find(|r| r.path == "/form")
+        .expect("form webhook");
+    assert_eq!(
+        form.body,
+        "name=Ann+%22Q%22+%3C%26%3E&mail=user10000%40corp.example"
+    );
     assert_eq!(got.len(), 4, "{got:#?}");
 }

@@ -163,5 +163,13 @@ fn change_item(c: &Change) -> String {
             );
         }
     }
+    if !c.orchestrations.is_empty() {
+        let names: Vec<String> = c
+            .orchestrations
+            .iter()
+            .map(|o| format!("`{}`", cell(o)))
+            .collect();
+        let _ = writeln!(s, "  - then: {}", names.join(", "));
+    }
     s
 }
