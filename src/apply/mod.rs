@@ -7,6 +7,7 @@
 //! What to run is data ([`Operation`]); how it went is data ([`Report`]). Printing is the
 //! command's job.
 
+pub mod run;
 pub mod saved;
 
 use std::collections::BTreeSet;

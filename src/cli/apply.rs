@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::apply::{self, Executor, OpOutcome, Operation, Report, RunInfo, Stop, StopFlag};
+use crate::apply::run::Run;
+use crate::apply::{self, OpOutcome, Operation, Report, RunInfo, Stop, StopFlag};
 use crate::carbonite::{CarboniteClient, ClientOptions};
 use crate::config::Config;
 use crate::error::{CommandError, CommandResult, Outcome};
@@ -161,7 +162,7 @@ async fn with_client(
             "Resolved {resolved} unfinished operation(s) of an earlier run ({linked} account(s) \
              found and linked)."
         ));
-        save_cache(cache, state_dir);
+        apply::run::save_cache(cache, state_dir);
     }
 
     let info;
@@ -287,6 +288,7 @@ async fn with_client(
             journal: &journal,
             hooks: hooks.as_ref(),
             tables: &tables,
+            stop: Arc::new(StopFlag::default()),
         };
         execute(&run, info, ops, args, out).await
     };
@@ -351,16 +353,6 @@ async fn confirm(out: &Output) -> CommandResult<bool> {
     Ok(line.trim() == "yes")
 }
 
-/// What an execution writes through.
-struct Run<'a> {
-    cfg: &'a Config,
-    state_dir: &'a Path,
-    client: &'a CarboniteClient,
-    journal: &'a Journal,
-    hooks: Option<&'a crate::webhook::Hooks>,
-    tables: &'a crate::template::LookupTables,
-}
-
 async fn execute(
     run: &Run<'_>,
     info: RunInfo,
@@ -368,95 +360,41 @@ async fn execute(
     args: &Args,
     out: &Output,
 ) -> Report {
-    let Run {
-        cfg,
-        state_dir,
-        client,
-        journal,
-        hooks,
-        tables,
-    } = *run;
     let deadline = args
         .max_wait
         .filter(|d| !d.is_zero())
         .map(|d| SystemTime::now() + d);
-    client.set_budget_deadline(deadline);
-    let stop = Arc::new(StopFlag::default());
-    let signals = tokio::spawn(watch_signals(stop.clone()));
-    let state = StateFiles::new(state_dir);
-    let suspended = Mutex::new(state.suspended());
-    let cache = ObservedCache::load(state_dir, client.tenant_key())
-        .ok()
-        .map(Mutex::new);
-    let exec = Executor {
-        client,
-        journal,
-        cache: cache.as_ref(),
-        state: &state,
-        suspended: &suspended,
-        info,
-        concurrency: cfg.integration.carbonite.concurrency.max(1) as usize,
-        stop: &stop,
-        hooks,
-        hook_context: crate::template::RenderContext::new(Arc::new(
-            crate::template::LookupIndex::new(tables),
-        )),
-        hook_log: Mutex::default(),
-    };
+    run.client.set_budget_deadline(deadline);
+    let signals = tokio::spawn(stop_on_signal(run.stop.clone()));
     let progress = out.progress(ops.len() as u64);
     let on_done = |op: &Operation, o: &OpOutcome| {
-        let (line, important) = match o {
-            OpOutcome::Done { account_id } => (format!("{}: ok ({account_id})", op.label()), false),
-            OpOutcome::Linked { account_id } => (
-                format!("{}: linked existing account {account_id}", op.label()),
-                true,
-            ),
-            OpOutcome::AlreadyGone => (format!("{}: already gone", op.label()), false),
-            OpOutcome::Failed { message, .. } => {
-                (format!("{}: FAILED: {message}", op.label()), true)
-            }
-            OpOutcome::NotRun { .. } => (format!("{}: not run", op.label()), false),
-        };
+        let (line, important) = describe(op, o);
         progress.item(&line, important);
     };
-    let report = exec.run(ops, &on_done).await;
+    let report = apply::run::execute(run, info, ops, &on_done).await;
     progress.finish();
     signals.abort();
-    save_cache(cache, state_dir);
     report
 }
 
-fn save_cache(cache: Option<Mutex<ObservedCache>>, state_dir: &Path) {
-    if let Some(c) = cache {
-        let c = c.into_inner().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = c.save(state_dir) {
-            tracing::warn!("cannot update the observed-state cache: {e}");
-        }
-    }
-}
-
-/// SIGINT/SIGTERM: stop starting operations; those in flight finish and are journaled.
-async fn watch_signals(stop: Arc<StopFlag>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+async fn stop_on_signal(stop: Arc<StopFlag>) {
+    apply::run::signalled().await;
     tracing::warn!("signal received: finishing the operations in flight, starting no more");
     stop.signal();
+}
+
+/// One line per finished operation; `true` when it deserves attention.
+pub(crate) fn describe(op: &Operation, o: &OpOutcome) -> (String, bool) {
+    match o {
+        OpOutcome::Done { account_id } => (format!("{}: ok ({account_id})", op.label()), false),
+        OpOutcome::Linked { account_id } => (
+            format!("{}: linked existing account {account_id}", op.label()),
+            true,
+        ),
+        OpOutcome::AlreadyGone => (format!("{}: already gone", op.label()), false),
+        OpOutcome::Failed { message, .. } => (format!("{}: FAILED: {message}", op.label()), true),
+        OpOutcome::NotRun { .. } => (format!("{}: not run", op.label()), false),
+    }
 }
 
 fn print_summary(report: &Report, out: &Output) {
