@@ -19,4 +19,5 @@ pub mod render;
 pub mod schema;
 pub mod state;
 pub mod template;
+pub mod watch;
 pub mod webhook;

@@ -740,6 +740,20 @@ fn value_text(v: Option<&Value>) -> String {
     }
 }
 
+/// One line per finished operation; `true` when it deserves attention.
+pub fn describe(op: &Operation, o: &OpOutcome) -> (String, bool) {
+    match o {
+        OpOutcome::Done { account_id } => (format!("{}: ok ({account_id})", op.label()), false),
+        OpOutcome::Linked { account_id } => (
+            format!("{}: linked existing account {account_id}", op.label()),
+            true,
+        ),
+        OpOutcome::AlreadyGone => (format!("{}: already gone", op.label()), false),
+        OpOutcome::Failed { message, .. } => (format!("{}: FAILED: {message}", op.label()), true),
+        OpOutcome::NotRun { .. } => (format!("{}: not run", op.label()), false),
+    }
+}
+
 /// When an error means "no rate budget now": the time the next slot frees.
 pub fn budget_stop(e: &ClientError) -> Option<SystemTime> {
     match e {

@@ -273,6 +273,8 @@ impl template::SecretResolver for TemplateSecrets {
 #[derive(Debug, Default)]
 struct CallStats {
     calls: Mutex<BTreeMap<String, u64>>,
+    /// (route, status or `error`) -> calls, for metrics.
+    statuses: Mutex<BTreeMap<(String, String), u64>>,
     attempts: AtomicU64,
 }
 
@@ -598,6 +600,27 @@ impl CarboniteClient {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Calls made so far per (ledger route, HTTP status or `error` when no answer came).
+    pub fn status_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.stats
+            .statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn count_status(&self, route: Option<&String>, status: &str) {
+        if let Some(r) = route {
+            *self
+                .stats
+                .statuses
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry((r.clone(), status.to_string()))
+                .or_default() += 1;
+        }
+    }
+
     /// Calls made so far per ledger route (successful or not), and attempts in total.
     pub fn call_counts(&self) -> (BTreeMap<String, u64>, u64) {
         (
@@ -881,6 +904,12 @@ impl CarboniteClient {
             drop(permit);
             self.count_call(call.route.as_ref());
             let ms = t0.elapsed().as_millis() as u64;
+            self.count_status(
+                call.route.as_ref(),
+                &sent
+                    .as_ref()
+                    .map_or_else(|_| "error".to_string(), |(status, _, _)| status.to_string()),
+            );
             match sent {
                 Err(e) => {
                     let unsent = e.is_connect();

@@ -368,7 +368,7 @@ async fn execute(
     let signals = tokio::spawn(stop_on_signal(run.stop.clone()));
     let progress = out.progress(ops.len() as u64);
     let on_done = |op: &Operation, o: &OpOutcome| {
-        let (line, important) = describe(op, o);
+        let (line, important) = apply::describe(op, o);
         progress.item(&line, important);
     };
     let report = apply::run::execute(run, info, ops, &on_done).await;
@@ -381,20 +381,6 @@ async fn stop_on_signal(stop: Arc<StopFlag>) {
     apply::run::signalled().await;
     tracing::warn!("signal received: finishing the operations in flight, starting no more");
     stop.signal();
-}
-
-/// One line per finished operation; `true` when it deserves attention.
-pub(crate) fn describe(op: &Operation, o: &OpOutcome) -> (String, bool) {
-    match o {
-        OpOutcome::Done { account_id } => (format!("{}: ok ({account_id})", op.label()), false),
-        OpOutcome::Linked { account_id } => (
-            format!("{}: linked existing account {account_id}", op.label()),
-            true,
-        ),
-        OpOutcome::AlreadyGone => (format!("{}: already gone", op.label()), false),
-        OpOutcome::Failed { message, .. } => (format!("{}: FAILED: {message}", op.label()), true),
-        OpOutcome::NotRun { .. } => (format!("{}: not run", op.label()), false),
-    }
 }
 
 fn print_summary(report: &Report, out: &Output) {

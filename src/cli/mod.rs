@@ -17,6 +17,7 @@ pub mod schema;
 pub mod snapshot;
 pub mod test_endpoint;
 pub mod validate;
+pub mod watch;
 pub mod webhook;
 
 /// Keep Carbonite backup accounts in step with Active Directory, the GitOps way.
@@ -95,6 +96,8 @@ pub enum Command {
     Plan(plan::Args),
     /// Plan and apply (with confirmation), or apply a saved plan exactly.
     Apply(apply::Args),
+    /// Reconcile continuously: a daemon with config reload, health and metrics.
+    Watch(watch::Args),
     /// Outbound webhooks: `webhook test NAME --user KEY [--send]`.
     Webhook(webhook::Args),
     /// Print or write the JSON Schemas of the config files.
@@ -140,6 +143,7 @@ pub fn run(cli: Cli, out: &Output) -> Outcome {
         Command::Plan(a) => plan::run(&global, a, out),
         Command::Apply(a) => apply::run(&global, a, out),
         Command::Webhook(a) => webhook::run(&global, a, out),
+        Command::Watch(a) => watch::run(&global, a, out),
         Command::Schema(a) => schema::run(&global, a, out),
         Command::TestEndpoint(a) => test_endpoint::run(&global, a, out),
         Command::Snapshot(a) => snapshot::run(&global, a, out),
