@@ -548,7 +548,9 @@ fn watch_config(
                     ev.kind,
                     EventKind::Create(_)
                         | EventKind::Remove(_)
-                        | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any)
+                        | EventKind::Modify(
+                            ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any
+                        )
                 );
                 edit && ev.paths.iter().any(|p| {
                     !p.starts_with(&state)
