@@ -516,7 +516,8 @@ fn budgets(cfg: &Config, client: &CarboniteClient) -> BTreeMap<String, u32> {
         .collect()
 }
 
-/// Watch the config dir (recursively; the state dir and hidden paths ignored) and raise
+/// Watch the config dir (recursively; the state dir and `.git` ignored — a ConfigMap's
+/// `..data` symlink swap counts) and raise
 /// `reload` + wake the loop on changes, debounced ~1 s.
 fn watch_config(
     config_dir: &Path,
@@ -558,7 +559,7 @@ fn watch_config(
                             .strip_prefix(&root_for_filter)
                             .unwrap_or(p)
                             .components()
-                            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+                            .any(|c| c.as_os_str() == ".git")
                 })
             });
             if relevant {
