@@ -19,7 +19,11 @@ use serde_json::json;
 
 fn get(addr: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     text.split_once("\r\n\r\n").unwrap().1.to_string()
@@ -84,7 +88,10 @@ fn main() {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
@@ -125,7 +132,9 @@ fn main() {
         "  idle passes (cache): {} in {:.0} s, durations {:?} s, 0 API calls -> 0 calls/hour between full refreshes",
         idle.len(),
         elapsed.as_secs_f64(),
-        idle.iter().map(|d| (d * 100.0).round() / 100.0).collect::<Vec<_>>()
+        idle.iter()
+            .map(|d| (d * 100.0).round() / 100.0)
+            .collect::<Vec<_>>()
     );
     println!("  changes applied: {changes}; RSS of the idle watch: {rss:.0} MiB");
     let pages = n.div_ceil(500);

@@ -66,6 +66,9 @@ pub struct PassOptions {
     pub only_mappings: Option<BTreeSet<String>>,
     pub allow_destructive: Option<u64>,
     pub observed: ObservedMode,
+    /// The directory read was incremental (watch): no suspends/deletes are planned (SPEC §12:
+    /// only full reads plan them).
+    pub incremental: bool,
 }
 
 /// Desired values of one account: every written field (the key field included), `None` empty.
@@ -201,11 +204,48 @@ pub async fn compute_with(
     opts: &PassOptions,
     client: &CarboniteClient,
 ) -> Result<PassResult, PassError> {
-    let started = now();
     let source = crate::directory::source::open(&cfg.integration.directory)?;
     let searches = plan_searches(cfg);
+    compute_inner(
+        cfg,
+        state_dir,
+        opts,
+        client,
+        read_mappings(source.as_ref(), &searches),
+    )
+    .await
+}
+
+/// [`compute_with`] over entries the caller read (watch's entry cache, merged from
+/// incremental reads).
+pub async fn compute_with_entries(
+    cfg: &Config,
+    state_dir: &Path,
+    opts: &PassOptions,
+    client: &CarboniteClient,
+    entries: crate::directory::read::MappingEntries,
+) -> Result<PassResult, PassError> {
+    compute_inner(
+        cfg,
+        state_dir,
+        opts,
+        client,
+        std::future::ready(Ok(entries)),
+    )
+    .await
+}
+
+async fn compute_inner(
+    cfg: &Config,
+    state_dir: &Path,
+    opts: &PassOptions,
+    client: &CarboniteClient,
+    read_directory: impl std::future::Future<
+        Output = Result<crate::directory::read::MappingEntries, DirectoryError>,
+    >,
+) -> Result<PassResult, PassError> {
+    let started = now();
     let groups = endpoint_groups(cfg);
-    let read_directory = read_mappings(source.as_ref(), &searches);
     if opts.observed == ObservedMode::Cache {
         let cache = ObservedCache::load(state_dir, client.tenant_key())?;
         let entries = read_directory.await;
@@ -400,7 +440,7 @@ fn finish(
         options: reconcile::Options {
             only_mappings: opts.only_mappings.clone(),
             allow_destructive: opts.allow_destructive,
-            plan_destructive: true,
+            plan_destructive: !opts.incremental,
         },
     });
 

@@ -229,6 +229,7 @@ async fn with_client(
                 only_mappings: None,
                 allow_destructive: args.allow_destructive,
                 observed: args.observed,
+                incremental: false,
             };
             let result = pass::compute_with(cfg, state_dir, &opts, client)
                 .await

@@ -62,6 +62,7 @@ pub fn run(global: &super::GlobalArgs, args: Args, out: &Output) -> CommandResul
             .then(|| args.mappings.iter().cloned().collect::<BTreeSet<_>>()),
         allow_destructive: args.allow_destructive,
         observed: args.observed,
+        incremental: false,
     };
     let state_dir = global.state_dir();
     let result = super::block_on(pass::compute(&cfg, &state_dir, &opts))?.map_err(pass_error)?;

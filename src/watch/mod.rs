@@ -2,9 +2,9 @@
 //! scratch with the same engine and guards as `plan`/`apply` and applies it; a refused pass is
 //! reported and retried next time, never forced.
 //!
-//! - **Directory**: read in full every `--interval`. Incremental reads (uSNChanged, entryCSN)
-//!   plug in at [`DirectoryCadence`]: the seam decides per pass whether the read is full
-//!   (source guards, suspends/deletes) or incremental.
+//! - **Directory**: an entry cache ([`entries::EntryCache`]) filled by a full read every
+//!   `--full-read` (and after a config change), merged from incremental reads (AD uSNChanged,
+//!   OpenLDAP entryCSN) in between. Only full reads plan suspends/deletes.
 //! - **Carbonite**: the observed-state cache between full refreshes (kept current from write
 //!   answers by the executor), a live listing every `--full-refresh`, paced to the budget
 //!   (effective period = max(flag, listing pages / route limit)). An idle watch makes no call.
@@ -13,6 +13,7 @@
 //!   diagnostics and the last good one keeps running.
 //! - **Stop**: SIGINT/SIGTERM finish the operations in flight, journal them, exit 0.
 
+pub mod entries;
 pub mod health;
 
 use std::collections::BTreeMap;
@@ -41,24 +42,6 @@ pub struct WatchOptions {
     pub full_read: Duration,
     pub full_refresh: Duration,
     pub listen: Option<std::net::SocketAddr>,
-}
-
-/// Where directory reads come from in a pass. Until incremental reads exist every read is
-/// full; this is the seam where they plug in.
-#[derive(Debug)]
-pub struct DirectoryCadence {
-    full_read: Duration,
-    last_full: Option<Instant>,
-}
-
-impl DirectoryCadence {
-    /// Whether this pass reads the directory in full (runs source guards, plans
-    /// suspends/deletes). Always, for now.
-    pub fn full_now(&mut self) -> bool {
-        let _due = self.last_full.is_none_or(|t| t.elapsed() >= self.full_read);
-        self.last_full = Some(Instant::now());
-        true
-    }
 }
 
 /// The daemon. Returns when a signal stops it.
@@ -125,10 +108,8 @@ pub async fn run(
     let journal = Journal::open(state_dir, uuid::Uuid::new_v4().to_string())
         .map_err(|e| CommandError::new(e.to_string()))?;
     resolve_open(&cfg, state_dir, &client, &journal, out).await?;
-    let mut cadence = DirectoryCadence {
-        full_read: opts.full_read,
-        last_full: None,
-    };
+    let mut entry_cache = entries::EntryCache::new(&cfg, directory_location(&cfg));
+    let mut last_full: Option<Instant> = None;
     let mut last_refresh = cache_listed_at(&cfg, state_dir);
     out.status(&format!(
         "watch: passes every {}, full Carbonite listing every {} at most (paced to the budget)",
@@ -155,6 +136,9 @@ pub async fn run(
                                 let old = std::mem::replace(&mut client, c);
                                 keep_call_counts(&health, &old);
                                 let _ = old.close().await;
+                                entry_cache =
+                                    entries::EntryCache::new(&new, directory_location(&new));
+                                last_full = None;
                                 cfg = new;
                             }
                             Err(e) => {
@@ -191,7 +175,7 @@ pub async fn run(
             }
         }
         let refresh_due = refresh_due(&cfg, state_dir, &client, last_refresh, opts.full_refresh);
-        let full = cadence.full_now();
+        let full = last_full.is_none_or(|t| t.elapsed() >= opts.full_read);
         let started = Instant::now();
         let outcome = one_pass(
             &cfg,
@@ -200,11 +184,14 @@ pub async fn run(
             &journal,
             &stop,
             refresh_due,
-            full,
+            (&mut entry_cache, full),
             &health,
             out,
         )
         .await;
+        if matches!(&outcome, Ok(p) if p.full_read) {
+            last_full = Some(started);
+        }
         let now = SystemTime::now();
         {
             let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
@@ -333,6 +320,8 @@ struct PassReport {
     result: &'static str,
     listed: bool,
     error: Option<String>,
+    /// The directory read was complete.
+    full_read: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -343,11 +332,23 @@ async fn one_pass(
     journal: &Journal,
     stop: &Arc<StopFlag>,
     refresh: bool,
-    full: bool,
+    (entry_cache, full): (&mut entries::EntryCache, bool),
     health: &Health,
     out: &Output,
 ) -> Result<PassReport, String> {
-    let _ = full; // every read is full until incremental reads exist (DirectoryCadence)
+    let source =
+        crate::directory::source::open(&cfg.integration.directory).map_err(|e| e.to_string())?;
+    let (entries, read) = entry_cache
+        .read(source.as_ref(), full)
+        .await
+        .map_err(|e| e.to_string())?;
+    {
+        let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
+        h.entries_read += read.entries_read;
+    }
+    if !read.full {
+        tracing::debug!(entries = read.entries_read, "directory: incremental read");
+    }
     let opts = PassOptions {
         only_mappings: None,
         allow_destructive: None,
@@ -356,25 +357,23 @@ async fn one_pass(
         } else {
             ObservedMode::Cache
         },
+        incremental: !read.full,
     };
-    let result = match pass::compute_with(cfg, state_dir, &opts, client).await {
-        Ok(r) => r,
-        Err(pass::PassError::Cache(crate::observed_cache::CacheError::Missing(_))) => {
-            let live = PassOptions {
-                observed: ObservedMode::Auto,
-                ..opts
-            };
-            pass::compute_with(cfg, state_dir, &live, client)
-                .await
-                .map_err(|e| e.to_string())?
-        }
-        Err(e) => return Err(e.to_string()),
-    };
+    let result =
+        match pass::compute_with_entries(cfg, state_dir, &opts, client, entries.clone()).await {
+            Ok(r) => r,
+            Err(pass::PassError::Cache(crate::observed_cache::CacheError::Missing(_))) => {
+                let live = PassOptions {
+                    observed: ObservedMode::Auto,
+                    ..opts
+                };
+                pass::compute_with_entries(cfg, state_dir, &live, client, entries)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
     let listed = result.meta.observed_source == crate::render::ObservedSource::Live;
-    {
-        let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
-        h.entries_read += result.entry_counts.values().sum::<u64>();
-    }
     let plan = &result.plan;
     let shrink_refused = plan
         .guards
@@ -386,6 +385,7 @@ async fn one_pass(
             result: "refused",
             listed,
             error: Some("refused by minSourceEntries".into()),
+            full_read: read.full,
         });
     }
     let mut failed = 0usize;
@@ -451,7 +451,8 @@ async fn one_pass(
             ));
         }
     }
-    if !shrink_refused
+    if read.full
+        && !shrink_refused
         && let Err(e) = crate::state::StateFiles::new(state_dir)
             .write_baseline(&result.entry_counts, &pass::rfc3339(pass::now()))
     {
@@ -474,7 +475,16 @@ async fn one_pass(
         result: result_label,
         listed,
         error,
+        full_read: read.full,
     })
+}
+
+/// The directory's location for watermarks (LDAP URL or LDIF path).
+fn directory_location(cfg: &Config) -> String {
+    match &cfg.integration.directory.source {
+        crate::config::model::DirectorySource::Ldap(l) => l.url.clone(),
+        crate::config::model::DirectorySource::Ldif { path, .. } => path.display().to_string(),
+    }
 }
 
 /// API calls of the clients before this one, plus this one's.

@@ -1,0 +1,287 @@
+//! Watch's directory entry cache and incremental reads (SPEC §12).
+//!
+//! A full read fills the cache (per planned search, entries by normalised DN) and records a
+//! watermark taken *before* it: Active Directory's rootDSE `highestCommittedUSN` (with the DC's
+//! `dsServiceName`: another DC forces a full read), OpenLDAP's greatest `entryCSN` seen, less a
+//! 5-second overlap. An incremental read asks each search's base and scope for entries changed
+//! since — `(uSNChanged>=W+1)` or `(entryCSN>=W)` — and evaluates the mapping filter itself:
+//! an entry that matches replaces its cached copy, one that no longer matches leaves the cache
+//! (a scope change). Deletions are seen by the next full read. Incremental reads need a change
+//! marker (flavor `active-directory` or `openldap`) and mapping filters in the client-side
+//! subset (§6.1); otherwise every read is full.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::config::model::Flavor;
+use crate::directory::Entry;
+use crate::directory::dn::{Dn, Scope};
+use crate::directory::filter::Filter;
+use crate::directory::read::{MappingEntries, PlannedSearch, plan_searches};
+use crate::directory::source::{DirectoryError, DirectorySource, SearchRequest};
+
+/// Where incremental reads resume.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Watermark {
+    /// The DC's `dsServiceName` (AD) or the LDAP URL (OpenLDAP).
+    pub server: String,
+    /// `highestCommittedUSN` (AD) or an entryCSN (OpenLDAP).
+    pub value: String,
+}
+
+/// What a read did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadStats {
+    /// The read was complete (runs source guards and plans suspends/deletes).
+    pub full: bool,
+    /// Entries the directory returned.
+    pub entries_read: u64,
+}
+
+pub struct EntryCache {
+    flavor: Flavor,
+    location: String,
+    searches: Vec<PlannedSearch>,
+    /// Per search: the mapping filter, when evaluable client-side.
+    filters: Vec<Option<Filter>>,
+    entries: Vec<BTreeMap<String, Arc<Entry>>>,
+    watermark: Option<Watermark>,
+}
+
+const CSN_OVERLAP: Duration = Duration::from_secs(5);
+
+impl EntryCache {
+    pub fn new(cfg: &Config, location: String) -> EntryCache {
+        let searches = plan_searches(cfg);
+        let filters = searches
+            .iter()
+            .map(|s| {
+                Filter::parse(&s.request.filter)
+                    .ok()
+                    .filter(|f| f.client_side_support().is_ok())
+            })
+            .collect();
+        EntryCache {
+            flavor: cfg.integration.directory.flavor,
+            location,
+            entries: vec![BTreeMap::new(); searches.len()],
+            searches,
+            filters,
+            watermark: None,
+        }
+    }
+
+    /// Whether incremental reads are possible at all for this config.
+    pub fn incremental_capable(&self) -> bool {
+        self.flavor.change_marker().is_some() && self.filters.iter().all(Option::is_some)
+    }
+
+    pub fn watermark(&self) -> Option<&Watermark> {
+        self.watermark.as_ref()
+    }
+
+    /// Read: in full when `full`, when no watermark is known or the server changed, else
+    /// incrementally. Returns the merged entries of every mapping.
+    pub async fn read(
+        &mut self,
+        source: &dyn DirectorySource,
+        full: bool,
+    ) -> Result<(MappingEntries, ReadStats), DirectoryError> {
+        let incremental = !full && self.incremental_capable() && self.watermark.is_some();
+        let stats = if incremental {
+            match self.read_incremental(source).await? {
+                Some(n) => ReadStats {
+                    full: false,
+                    entries_read: n,
+                },
+                None => self.read_full(source).await?,
+            }
+        } else {
+            self.read_full(source).await?
+        };
+        Ok((self.mapping_entries(), stats))
+    }
+
+    fn mapping_entries(&self) -> MappingEntries {
+        let mut out = MappingEntries::new();
+        for (search, entries) in self.searches.iter().zip(&self.entries) {
+            let list: Arc<Vec<Entry>> =
+                Arc::new(entries.values().map(|e| Entry::clone(e)).collect());
+            for m in &search.mappings {
+                out.insert(m.clone(), list.clone());
+            }
+        }
+        out
+    }
+
+    async fn read_full(
+        &mut self,
+        source: &dyn DirectorySource,
+    ) -> Result<ReadStats, DirectoryError> {
+        let before = if self.flavor == Flavor::ActiveDirectory {
+            self.ad_watermark(source).await
+        } else {
+            None
+        };
+        let mut n = 0u64;
+        let mut max_csn: Option<String> = None;
+        let mut fresh = Vec::with_capacity(self.searches.len());
+        for search in &self.searches {
+            let list = source.search(&search.request).await?;
+            n += list.len() as u64;
+            let mut map = BTreeMap::new();
+            for e in list {
+                note_csn(&mut max_csn, &e);
+                map.insert(key(&e), Arc::new(e));
+            }
+            fresh.push(map);
+        }
+        self.entries = fresh;
+        self.watermark = match self.flavor {
+            Flavor::ActiveDirectory => before,
+            Flavor::Openldap => max_csn.map(|c| Watermark {
+                server: self.location.clone(),
+                value: csn_minus(&c, CSN_OVERLAP),
+            }),
+            Flavor::Generic => None,
+        };
+        Ok(ReadStats {
+            full: true,
+            entries_read: n,
+        })
+    }
+
+    /// `None` when the watermark no longer applies (another DC): the caller reads in full.
+    async fn read_incremental(
+        &mut self,
+        source: &dyn DirectorySource,
+    ) -> Result<Option<u64>, DirectoryError> {
+        let Some(w) = self.watermark.clone() else {
+            return Ok(None);
+        };
+        let (filter, next) = match self.flavor {
+            Flavor::ActiveDirectory => {
+                let Some(now) = self.ad_watermark(source).await else {
+                    return Ok(None);
+                };
+                if now.server != w.server {
+                    tracing::info!(
+                        before = %w.server,
+                        now = %now.server,
+                        "directory: another domain controller answers; reading in full"
+                    );
+                    return Ok(None);
+                }
+                let from = w.value.parse::<u64>().unwrap_or(0) + 1;
+                (format!("(uSNChanged>={from})"), Some(now))
+            }
+            Flavor::Openldap => (format!("(entryCSN>={})", w.value), None),
+            Flavor::Generic => return Ok(None),
+        };
+        let mut n = 0u64;
+        let mut max_csn: Option<String> = None;
+        for (i, search) in self.searches.iter().enumerate() {
+            let Some(mapping_filter) = &self.filters[i] else {
+                return Ok(None);
+            };
+            let mut attributes = search.request.attributes.clone();
+            attributes.extend(mapping_filter.attribute_types());
+            let request = SearchRequest {
+                base: search.request.base.clone(),
+                scope: search.request.scope,
+                filter: filter.clone(),
+                attributes,
+            };
+            let changed = source.search(&request).await?;
+            n += changed.len() as u64;
+            let flavor = self.flavor;
+            for e in changed {
+                note_csn(&mut max_csn, &e);
+                let k = key(&e);
+                if mapping_filter.matches(&e, &|a| flavor.is_binary(a)) {
+                    self.entries[i].insert(k, Arc::new(e));
+                } else {
+                    self.entries[i].remove(&k);
+                }
+            }
+        }
+        self.watermark = match (self.flavor, next) {
+            (Flavor::ActiveDirectory, Some(now)) => Some(now),
+            (Flavor::Openldap, _) => Some(Watermark {
+                server: w.server.clone(),
+                value: max_csn
+                    .map(|c| csn_minus(&c, CSN_OVERLAP))
+                    .filter(|c| *c > w.value)
+                    .unwrap_or(w.value),
+            }),
+            _ => None,
+        };
+        Ok(Some(n))
+    }
+
+    /// rootDSE `highestCommittedUSN` and `dsServiceName`.
+    async fn ad_watermark(&self, source: &dyn DirectorySource) -> Option<Watermark> {
+        let request = SearchRequest::new("", Scope::Base, "(objectClass=*)")
+            .with_attributes(["highestCommittedUSN", "dsServiceName"]);
+        match source.search(&request).await {
+            Ok(list) => {
+                let e = list.first()?;
+                Some(Watermark {
+                    server: e.first_text("dsServiceName")?.to_string(),
+                    value: e.first_text("highestCommittedUSN")?.to_string(),
+                })
+            }
+            Err(e) => {
+                tracing::warn!("directory: cannot read the rootDSE watermark: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// Keep the greatest entryCSN seen.
+fn note_csn(max: &mut Option<String>, e: &Entry) {
+    if let Some(c) = e.first_text("entryCSN")
+        && max.as_deref().is_none_or(|m| c > m)
+    {
+        *max = Some(c.to_string());
+    }
+}
+
+fn key(e: &Entry) -> String {
+    Dn::parse(&e.dn).map_or_else(|_| e.dn.to_ascii_lowercase(), |d| d.normalized())
+}
+
+/// An entryCSN (`YYYYmmddHHMMSS.ffffffZ#...`) moved back by `by`, as the smallest CSN of that
+/// second; unparsable values are returned unchanged.
+fn csn_minus(csn: &str, by: Duration) -> String {
+    let Some(stamp) = csn.get(..14) else {
+        return csn.to_string();
+    };
+    match chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d%H%M%S") {
+        Ok(t) => {
+            let t = t - chrono::Duration::from_std(by).unwrap_or_default();
+            format!("{}.000000Z#000000#000#000000", t.format("%Y%m%d%H%M%S"))
+        }
+        Err(_) => csn.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csn_overlap() {
+        assert_eq!(
+            csn_minus(
+                "20261204193212.123456Z#000000#000#000000",
+                Duration::from_secs(5)
+            ),
+            "20261204193207.000000Z#000000#000#000000"
+        );
+        assert_eq!(csn_minus("junk", Duration::from_secs(5)), "junk");
+    }
+}
