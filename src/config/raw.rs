@@ -332,7 +332,8 @@ pub struct LdapRaw {
     /// Upgrade an `ldap://` connection with StartTLS.
     #[serde(default)]
     pub start_tls: Option<bool>,
-    /// DN to bind as (simple bind). Omit for an anonymous bind.
+    /// DN to bind as (simple bind); Active Directory also takes `user@domain` or
+    /// `DOMAIN\user`. Omit for an anonymous bind.
     #[serde(default)]
     pub bind_dn: Option<Sp<String>>,
     /// Bind password: a secret reference.

@@ -285,7 +285,11 @@ impl<'a> Validator<'a> {
                     .hint = Some("for example ldaps://dc1.corp.example:636".into());
             }
         }
-        if let Some(b) = &l.bind_dn {
+        // Active Directory also binds by user principal name (`svc@corp.example`) or
+        // down-level logon name (`CORP\svc`); anything else must be a DN.
+        if let Some(b) = &l.bind_dn
+            && !is_ad_logon_name(&b.value)
+        {
             self.dn(b);
         }
         self.dn(&l.base_dn);
@@ -1348,5 +1352,28 @@ fn template_loc(loc: Loc, line: usize, column: usize, sources: &SourceMap) -> Lo
         col,
         offset,
         len: 0,
+    }
+}
+
+/// `svc@corp.example` or `CORP\svc`: a name AD accepts in a simple bind besides a DN.
+fn is_ad_logon_name(name: &str) -> bool {
+    !name.contains('=')
+        && (name
+            .split_once('@')
+            .is_some_and(|(u, d)| !u.is_empty() && d.contains('.'))
+            || name
+                .split_once('\\')
+                .is_some_and(|(d, u)| !d.is_empty() && !u.is_empty()))
+}
+
+#[cfg(test)]
+mod logon_name_tests {
+    #[test]
+    fn ad_logon_names() {
+        assert!(super::is_ad_logon_name("svc@corp.example"));
+        assert!(super::is_ad_logon_name("CORP\\svc"));
+        assert!(!super::is_ad_logon_name("cn=svc,dc=corp"));
+        assert!(!super::is_ad_logon_name("svc"));
+        assert!(!super::is_ad_logon_name("@corp.example"));
     }
 }

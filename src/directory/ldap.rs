@@ -276,6 +276,9 @@ impl Client {
             match paged_cookie(&result.ctrls) {
                 Ok(Some(next)) if !next.is_empty() => cookie = next,
                 Ok(Some(_)) => break,
+                // A base-scope search returns one entry at most: complete without paging (Samba
+                // answers the rootDSE without the control).
+                Ok(None) if request.scope == Scope::Base => break,
                 Ok(None) => {
                     return Err(self
                         .error(
@@ -320,6 +323,10 @@ impl Client {
     /// A protocol entry -> [`Entry`], with anchor and disabled set.
     fn convert(&self, item: ResultEntry, names: &mut Names) -> Result<Entry, String> {
         let mut entry = parse_entry(item.0, self.flavor, names)?;
+        // The rootDSE (empty DN: watermarks for incremental reads) is no directory object.
+        if entry.dn.is_empty() {
+            return Ok(entry);
+        }
         entry.anchor = anchor(&entry, self.flavor)?;
         if let Some(filter) = &self.disabled {
             entry.disabled = filter.matches(&entry, &|a| self.flavor.is_binary(a));

@@ -2,8 +2,10 @@
 //!
 //! A full read fills the cache (per planned search, entries by normalised DN) and records a
 //! watermark taken *before* it: Active Directory's rootDSE `highestCommittedUSN` (with the DC's
-//! `dsServiceName`: another DC forces a full read), OpenLDAP's greatest `entryCSN` seen, less a
-//! 5-second overlap. An incremental read asks each search's base and scope for entries changed
+//! `dsServiceName`: another DC forces a full read), or OpenLDAP's greatest `entryCSN` seen —
+//! after a full read less the read's duration plus a second (entries changed while it ran are
+//! read again once), after an incremental read exactly (`>=` re-reads only that entry). An
+//! incremental read asks each search's base and scope for entries changed
 //! since — `(uSNChanged>=W+1)` or `(entryCSN>=W)` — and evaluates the mapping filter itself:
 //! an entry that matches replaces its cached copy, one that no longer matches leaves the cache
 //! (a scope change). Deletions are seen by the next full read. Incremental reads need a change
@@ -49,8 +51,6 @@ pub struct EntryCache {
     entries: Vec<BTreeMap<String, Arc<Entry>>>,
     watermark: Option<Watermark>,
 }
-
-const CSN_OVERLAP: Duration = Duration::from_secs(5);
 
 impl EntryCache {
     pub fn new(cfg: &Config, location: String) -> EntryCache {
@@ -120,6 +120,7 @@ impl EntryCache {
         &mut self,
         source: &dyn DirectorySource,
     ) -> Result<ReadStats, DirectoryError> {
+        let started = std::time::Instant::now();
         let before = if self.flavor == Flavor::ActiveDirectory {
             self.ad_watermark(source).await
         } else {
@@ -143,7 +144,7 @@ impl EntryCache {
             Flavor::ActiveDirectory => before,
             Flavor::Openldap => max_csn.map(|c| Watermark {
                 server: self.location.clone(),
-                value: csn_minus(&c, CSN_OVERLAP),
+                value: csn_minus(&c, started.elapsed() + Duration::from_secs(1)),
             }),
             Flavor::Generic => None,
         };
@@ -211,10 +212,7 @@ impl EntryCache {
             (Flavor::ActiveDirectory, Some(now)) => Some(now),
             (Flavor::Openldap, _) => Some(Watermark {
                 server: w.server.clone(),
-                value: max_csn
-                    .map(|c| csn_minus(&c, CSN_OVERLAP))
-                    .filter(|c| *c > w.value)
-                    .unwrap_or(w.value),
+                value: max_csn.filter(|c| *c > w.value).unwrap_or(w.value),
             }),
             _ => None,
         };
@@ -254,15 +252,16 @@ fn key(e: &Entry) -> String {
     Dn::parse(&e.dn).map_or_else(|_| e.dn.to_ascii_lowercase(), |d| d.normalized())
 }
 
-/// An entryCSN (`YYYYmmddHHMMSS.ffffffZ#...`) moved back by `by`, as the smallest CSN of that
-/// second; unparsable values are returned unchanged.
+/// An entryCSN (`YYYYmmddHHMMSS.ffffffZ#...`) moved back by `by` (whole seconds, rounded
+/// up), as the smallest CSN of that second; unparsable values are returned unchanged.
 fn csn_minus(csn: &str, by: Duration) -> String {
     let Some(stamp) = csn.get(..14) else {
         return csn.to_string();
     };
     match chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d%H%M%S") {
         Ok(t) => {
-            let t = t - chrono::Duration::from_std(by).unwrap_or_default();
+            let secs = by.as_secs() + u64::from(by.subsec_nanos() > 0);
+            let t = t - chrono::Duration::seconds(secs as i64);
             format!("{}.000000Z#000000#000#000000", t.format("%Y%m%d%H%M%S"))
         }
         Err(_) => csn.to_string(),
