@@ -248,3 +248,59 @@ fn without_max_wait_apply_stops_on_the_budget_and_says_when_to_resume() {
     assert_eq!(emu.users().len(), 5);
     assert_eq!(emu.stats()["creates"], before["creates"]);
 }
+
+/// `apply` under a pseudo-terminal (util-linux `script`): it asks, and only `yes` proceeds.
+fn apply_on_a_terminal(
+    cfg: &std::path::Path,
+    state: &std::path::Path,
+    answer: &str,
+) -> (i32, String) {
+    let cmd = format!(
+        "{BIN} -C '{}' --state-dir '{}' apply",
+        cfg.display(),
+        state.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .env("CANARY_SECRET", CANARY)
+        .env_remove("CARBONITE_SYNC_STATE_DIR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` (bsdutils) runs the command on a pseudo-terminal");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn on_a_terminal_apply_asks_and_only_yes_proceeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(dir.path(), &seed(Vec::new()), &["--rate-limits", "none"]);
+    let cfg = config(dir.path(), &emu.base, 3, FAST);
+    let state = dir.path().join("state");
+    let (code, text) = apply_on_a_terminal(&cfg, &state, "no");
+    assert!(
+        text.contains("Do you want to apply these changes?"),
+        "{text}"
+    );
+    assert!(text.contains("Apply cancelled"), "{text}");
+    assert_eq!(code, 1, "{text}");
+    assert!(emu.users().is_empty());
+    let (code, text) = apply_on_a_terminal(&cfg, &state, "yes");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("Apply: 3 created"), "{text}");
+    assert_eq!(emu.users().len(), 3);
+    assert!(!text.contains(CANARY));
+}
