@@ -4,6 +4,7 @@
 
 pub mod carbonite;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod directory;
 pub mod emulator;

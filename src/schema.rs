@@ -97,11 +97,24 @@ pub fn saved_plan_schema() -> Value {
     v
 }
 
-/// Every schema file under `schema/`: the config schemas, the plan and saved-plan schemas.
+/// The schema of `compare --format json`.
+pub fn compare_schema() -> Value {
+    let mut v = serde_json::to_value(schemars::schema_for!(
+        crate::render::compare::JsonCompare<'static>
+    ))
+    .unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("$schema".into(), json!(DRAFT));
+    }
+    v
+}
+
+/// Every schema file under `schema/`: the config schemas, the plan, saved-plan and compare schemas.
 pub fn all_schemas() -> BTreeMap<String, Value> {
     let mut all = config_schemas();
     all.insert("plan.schema.json".into(), plan_schema());
     all.insert("saved-plan.schema.json".into(), saved_plan_schema());
+    all.insert("compare.schema.json".into(), compare_schema());
     all
 }
 

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::error::{CommandError, Outcome};
 use crate::output::{ColorChoice, Output};
 
+pub mod compare;
 pub mod completions;
 pub mod emulator;
 pub mod init;
@@ -91,6 +92,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Read AD and Carbonite, diff, and print what apply would change.
     Plan(plan::Args),
+    /// Show which accounts and fields a config change affects, against a base config.
+    Compare(compare::Args),
     /// Print or write the JSON Schemas of the config files.
     Schema(schema::Args),
     /// Call an inbound endpoint once and show the fields of its items.
@@ -132,6 +135,7 @@ pub fn run(cli: Cli, out: &Output) -> Outcome {
         Command::Init(a) => init::run(&global, a, out),
         Command::Validate(a) => validate::run(&global, a, out),
         Command::Plan(a) => plan::run(&global, a, out),
+        Command::Compare(a) => compare::run(&global, a, out),
         Command::Schema(a) => schema::run(&global, a, out),
         Command::TestEndpoint(a) => test_endpoint::run(&global, a, out),
         Command::Snapshot(a) => snapshot::run(&global, a, out),

@@ -98,7 +98,7 @@ pub fn run(global: &super::GlobalArgs, args: Args, out: &Output) -> CommandResul
     })
 }
 
-fn pass_error(e: PassError) -> CommandError {
+pub(crate) fn pass_error(e: PassError) -> CommandError {
     match e {
         PassError::Carbonite(c) => (*c).into(),
         PassError::Directory(d) => {
