@@ -300,3 +300,6 @@ pub fn diff(base: Side, head: Side) -> Comparison {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
