@@ -68,3 +68,16 @@ fn combined_schema_rejects_a_broken_document() {
         "spec": {"source": {"filtr": "(x=1)"}, "primaryKey": {"ldap": "a", "carbonite": "UserCustom1"}}});
     assert!(!validator.is_valid(&doc));
 }
+
+#[test]
+fn config_reference_is_current() {
+    // Like rust-analyzer's `ensure_file_contents`: rewrite the file, then fail so the change
+    // is committed.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config-reference.md");
+    let generated = carbonite_sync::schema::config_reference();
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != generated {
+        std::fs::write(&path, &generated).unwrap();
+        panic!("docs/config-reference.md was out of date and has been regenerated: commit it");
+    }
+}
