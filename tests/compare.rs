@@ -337,3 +337,27 @@ fn bad_input_is_a_clear_error_with_a_hint() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("hint:"), "{}", run.stderr);
 }
+
+#[test]
+fn pr_review_guide_example_is_current() {
+    // docs/pr-review.md shows the comment compare prints for the fixture; regenerate it here
+    // (rewrite, then fail so the change is committed).
+    let state = tempfile::tempdir().unwrap();
+    let run = compare(
+        "head",
+        "base",
+        state.path(),
+        &["--observed", "live", "--format", "markdown"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/pr-review.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (start, end) = ("<!-- example:start -->\n", "<!-- example:end -->");
+    let a = doc.find(start).expect("start marker") + start.len();
+    let b = doc.find(end).expect("end marker");
+    if doc[a..b] != run.stdout {
+        let updated = format!("{}{}{}", &doc[..a], run.stdout, &doc[b..]);
+        std::fs::write(&path, updated).unwrap();
+        panic!("docs/pr-review.md's example was out of date and has been regenerated: commit it");
+    }
+}
