@@ -119,15 +119,17 @@ impl Comparison {
     }
 }
 
-type AccountKey = (String, String);
+/// (mapping name, key), borrowed from the sides.
+type AccountKey<'a> = (&'a str, &'a str);
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// Desired accounts by (mapping name, key). A key that a side has twice is a conflict there
 /// (`duplicate_key_source`) and is left out: the conflict diff reports it.
-fn desired_by_key<'a>(side: &Side<'a>) -> BTreeMap<AccountKey, &'a DesiredAccount> {
-    let mut seen: BTreeMap<AccountKey, Option<&DesiredAccount>> = BTreeMap::new();
+fn desired_by_key<'a>(side: &Side<'a>) -> Map<AccountKey<'a>, &'a DesiredAccount> {
+    let mut seen: Map<AccountKey<'a>, Option<&'a DesiredAccount>> = Map::default();
     for a in &side.desired.accounts {
         let name = side.mappings.get(a.mapping).map_or("", |m| m.name.as_str());
-        seen.entry((name.to_string(), a.key.clone()))
+        seen.entry((name, a.key.as_str()))
             .and_modify(|v| *v = None)
             .or_insert(Some(a));
     }
@@ -139,10 +141,10 @@ fn desired_by_key<'a>(side: &Side<'a>) -> BTreeMap<AccountKey, &'a DesiredAccoun
 /// Planned actions by (mapping, key), the destructive ones a guard held back included: the
 /// reviewer must see that the edit would suspend an account even while a guard (e.g.
 /// `no_baseline`) holds it back today; the guard diff says why it is held.
-fn actions_by_key(plan: &Plan) -> BTreeMap<AccountKey, Vec<Action>> {
-    let mut out: BTreeMap<AccountKey, Vec<Action>> = BTreeMap::new();
+fn actions_by_key(plan: &Plan) -> Map<AccountKey<'_>, Vec<Action>> {
+    let mut out: Map<AccountKey<'_>, Vec<Action>> = Map::default();
     for c in plan.changes.iter().chain(&plan.held_back) {
-        out.entry((c.mapping.clone(), c.key.clone()))
+        out.entry((c.mapping.as_str(), c.key.as_str()))
             .or_default()
             .push(c.action);
     }
@@ -241,8 +243,8 @@ pub fn diff(base: Side, head: Side) -> Comparison {
         .collect();
     let mut out = Comparison::default();
     for k in keys {
-        let base_actions = ba.get(k).cloned().unwrap_or_default();
-        let head_actions = ha.get(k).cloned().unwrap_or_default();
+        let base_actions = ba.get(k).map_or(&[][..], Vec::as_slice);
+        let head_actions = ha.get(k).map_or(&[][..], Vec::as_slice);
         let (change, fields, dn) = match (bd.get(k), hd.get(k)) {
             (None, Some(h)) => (
                 AccountChange::Entering,
@@ -270,13 +272,13 @@ pub fn diff(base: Side, head: Side) -> Comparison {
             AccountChange::Changed => out.summary.changed += 1,
         }
         out.accounts.push(AccountDiff {
-            mapping: k.0.clone(),
-            key: k.1.clone(),
+            mapping: k.0.to_string(),
+            key: k.1.to_string(),
             dn,
             change,
             fields,
-            base_actions,
-            head_actions,
+            base_actions: base_actions.to_vec(),
+            head_actions: head_actions.to_vec(),
         });
     }
     out.conflicts.added = only_in(&head.plan.conflicts, &base.plan.conflicts);
