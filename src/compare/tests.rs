@@ -102,6 +102,9 @@ fn identical_sides_have_no_difference() {
     assert_eq!(c, Comparison::default());
 }
 
+/// (field, base, head).
+type FieldRow<'a> = (&'a str, Option<&'a str>, Option<&'a str>);
+
 #[test]
 fn entering_leaving_changed_and_only_differing_fields() {
     let m = [mapping("staff")];
@@ -126,7 +129,7 @@ fn entering_leaving_changed_and_only_differing_fields() {
             plan: &p,
         },
     );
-    let got: Vec<(&str, AccountChange, Vec<(&str, Option<&str>, Option<&str>)>)> = c
+    let got: Vec<(&str, AccountChange, Vec<FieldRow>)> = c
         .accounts
         .iter()
         .map(|a| {
