@@ -67,6 +67,10 @@ pub struct AccountDiff {
     pub base_actions: Vec<Action>,
     /// What the head config's plan does to the account (empty: nothing).
     pub head_actions: Vec<Action>,
+    /// The base actions that a guard holds back today (a subset of `base_actions`).
+    pub base_held_back: Vec<Action>,
+    /// The head actions that a guard holds back today (a subset of `head_actions`).
+    pub head_held_back: Vec<Action>,
 }
 
 /// Conflicts that only one side has.
@@ -141,17 +145,32 @@ fn desired_by_key<'a>(side: &Side<'a>) -> Map<AccountKey<'a>, &'a DesiredAccount
 /// Planned actions by (mapping, key), the destructive ones a guard held back included: the
 /// reviewer must see that the edit would suspend an account even while a guard (e.g.
 /// `no_baseline`) holds it back today; the guard diff says why it is held.
-fn actions_by_key(plan: &Plan) -> Map<AccountKey<'_>, Vec<Action>> {
-    let mut out: Map<AccountKey<'_>, Vec<Action>> = Map::default();
-    for c in plan.changes.iter().chain(&plan.held_back) {
-        out.entry((c.mapping.as_str(), c.key.as_str()))
-            .or_default()
-            .push(c.action);
+fn actions_by_key(plan: &Plan) -> Map<AccountKey<'_>, Planned> {
+    let mut out: Map<AccountKey<'_>, Planned> = Map::default();
+    for (c, held) in plan
+        .changes
+        .iter()
+        .map(|c| (c, false))
+        .chain(plan.held_back.iter().map(|c| (c, true)))
+    {
+        let p = out.entry((c.mapping.as_str(), c.key.as_str())).or_default();
+        p.actions.push(c.action);
+        if held {
+            p.held_back.push(c.action);
+        }
     }
-    for v in out.values_mut() {
-        v.sort();
+    for p in out.values_mut() {
+        p.actions.sort();
+        p.held_back.sort();
     }
     out
+}
+
+/// What one plan does to one account.
+#[derive(Default, PartialEq, Eq)]
+struct Planned {
+    actions: Vec<Action>,
+    held_back: Vec<Action>,
 }
 
 fn all_fields(a: &DesiredAccount, head: bool) -> Vec<FieldDiff> {
@@ -243,8 +262,8 @@ pub fn diff(base: Side, head: Side) -> Comparison {
         .collect();
     let mut out = Comparison::default();
     for k in keys {
-        let base_actions = ba.get(k).map_or(&[][..], Vec::as_slice);
-        let head_actions = ha.get(k).map_or(&[][..], Vec::as_slice);
+        let none = Planned::default();
+        let (bp, hp) = (ba.get(k).unwrap_or(&none), ha.get(k).unwrap_or(&none));
         let (change, fields, dn) = match (bd.get(k), hd.get(k)) {
             (None, Some(h)) => (
                 AccountChange::Entering,
@@ -263,7 +282,7 @@ pub fn diff(base: Side, head: Side) -> Comparison {
             ),
             (None, None) => (AccountChange::Changed, Vec::new(), None),
         };
-        if change == AccountChange::Changed && fields.is_empty() && base_actions == head_actions {
+        if change == AccountChange::Changed && fields.is_empty() && bp == hp {
             continue;
         }
         match change {
@@ -277,8 +296,10 @@ pub fn diff(base: Side, head: Side) -> Comparison {
             dn,
             change,
             fields,
-            base_actions: base_actions.to_vec(),
-            head_actions: head_actions.to_vec(),
+            base_actions: bp.actions.clone(),
+            head_actions: hp.actions.clone(),
+            base_held_back: bp.held_back.clone(),
+            head_held_back: hp.held_back.clone(),
         });
     }
     out.conflicts.added = only_in(&head.plan.conflicts, &base.plan.conflicts);

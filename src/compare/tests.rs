@@ -211,6 +211,7 @@ fn plan_only_differences_conflicts_and_guards() {
         (a.base_actions.clone(), a.head_actions.clone()),
         (vec![], vec![Action::Suspend])
     );
+    assert_eq!(a.head_held_back, vec![Action::Suspend]);
     assert_eq!(a.dn, None);
     assert_eq!(c.conflicts.added, vec![conflict("E3")]);
     assert_eq!(c.conflicts.removed, vec![conflict("E2")]);

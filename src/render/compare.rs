@@ -40,12 +40,25 @@ fn show(v: &Option<String>) -> &str {
     v.as_deref().unwrap_or("(empty)")
 }
 
-fn actions(a: &[Action]) -> String {
+/// `update + suspend (held back by a guard)`, or `no change`.
+fn actions(a: &[Action], held_back: &[Action]) -> String {
     if a.is_empty() {
-        "no change".into()
-    } else {
-        a.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(" + ")
+        return "no change".into();
     }
+    a.iter()
+        .map(|x| {
+            if held_back.contains(x) {
+                format!("{} (held back by a guard)", x.as_str())
+            } else {
+                x.as_str().to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+fn actions_differ(a: &AccountDiff) -> bool {
+    a.base_actions != a.head_actions || a.base_held_back != a.head_held_back
 }
 
 /// `Compare: 1 entering, 2 leaving, 3 changed; conflicts: 1 added, 0 removed.`
@@ -174,12 +187,12 @@ pub fn text(r: &CompareReport, color: bool) -> String {
                 }
             }
         }
-        if a.base_actions != a.head_actions {
+        if actions_differ(a) {
             let _ = writeln!(
                 out,
                 "    plan: {} -> {}",
-                actions(&a.base_actions),
-                actions(&a.head_actions)
+                actions(&a.base_actions, &a.base_held_back),
+                actions(&a.head_actions, &a.head_held_back)
             );
         }
         out.push('\n');
@@ -234,12 +247,12 @@ fn account_item(a: &AccountDiff) -> String {
         cell(&a.key),
         cell(a.dn.as_deref().unwrap_or("no directory entry"))
     );
-    if a.base_actions != a.head_actions {
+    if actions_differ(a) {
         let _ = write!(
             s,
             " — plan: {} → **{}**",
-            actions(&a.base_actions),
-            actions(&a.head_actions)
+            actions(&a.base_actions, &a.base_held_back),
+            actions(&a.head_actions, &a.head_held_back)
         );
     }
     s.push('\n');
