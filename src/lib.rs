@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod carbonite;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod directory;
 pub mod emulator;

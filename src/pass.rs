@@ -594,7 +594,7 @@ fn finish(
 
 /// Hand each mapping its entries as shared `Arc<Entry>`s. Mappings that share a search share
 /// the entries; each entry is moved (not copied) into its `Arc`.
-fn entries_per_mapping(
+pub fn entries_per_mapping(
     cfg: &Config,
     entries: crate::directory::read::MappingEntries,
 ) -> Vec<Vec<Arc<crate::directory::Entry>>> {
@@ -622,7 +622,7 @@ fn entries_per_mapping(
 }
 
 /// The wire-level listing -> the core's view (string fields, empty values dropped).
-fn to_observed(a: &crate::carbonite::ObservedAccount) -> Option<ObservedAccount> {
+pub fn to_observed(a: &crate::carbonite::ObservedAccount) -> Option<ObservedAccount> {
     Some(observed_from(
         a.id.clone()?,
         &a.fields,

@@ -21,6 +21,10 @@ fn committed_schemas_are_current() {
 fn yaml_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
+        // GitHub Actions workflows, not config documents (tests/github_workflows.rs).
+        if p.ends_with("github-actions") {
+            continue;
+        }
         if p.is_dir() {
             yaml_files(&p, out);
         } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
@@ -63,4 +67,17 @@ fn combined_schema_rejects_a_broken_document() {
     let doc = serde_json::json!({"apiVersion": "carbonite-sync/v1", "kind": "Mapping", "metadata": {"name": "x"},
         "spec": {"source": {"filtr": "(x=1)"}, "primaryKey": {"ldap": "a", "carbonite": "UserCustom1"}}});
     assert!(!validator.is_valid(&doc));
+}
+
+#[test]
+fn config_reference_is_current() {
+    // Like rust-analyzer's `ensure_file_contents`: rewrite the file, then fail so the change
+    // is committed.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config-reference.md");
+    let generated = carbonite_sync::schema::config_reference();
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != generated {
+        std::fs::write(&path, &generated).unwrap();
+        panic!("docs/config-reference.md was out of date and has been regenerated: commit it");
+    }
 }

@@ -9,6 +9,7 @@ use crate::error::{CommandError, Outcome};
 use crate::output::{ColorChoice, Output};
 
 pub mod apply;
+pub mod compare;
 pub mod completions;
 pub mod emulator;
 pub mod init;
@@ -100,6 +101,8 @@ pub enum Command {
     Watch(watch::Args),
     /// Outbound webhooks: `webhook test NAME --user KEY [--send]`.
     Webhook(webhook::Args),
+    /// Show which accounts and fields a config change affects, against a base config.
+    Compare(compare::Args),
     /// Print or write the JSON Schemas of the config files.
     Schema(schema::Args),
     /// Call an inbound endpoint once and show the fields of its items.
@@ -144,6 +147,7 @@ pub fn run(cli: Cli, out: &Output) -> Outcome {
         Command::Apply(a) => apply::run(&global, a, out),
         Command::Webhook(a) => webhook::run(&global, a, out),
         Command::Watch(a) => watch::run(&global, a, out),
+        Command::Compare(a) => compare::run(&global, a, out),
         Command::Schema(a) => schema::run(&global, a, out),
         Command::TestEndpoint(a) => test_endpoint::run(&global, a, out),
         Command::Snapshot(a) => snapshot::run(&global, a, out),

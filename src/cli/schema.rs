@@ -8,7 +8,8 @@ use crate::schema;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Write carbonite-sync.schema.json and one schema per kind into DIR.
+    /// Write carbonite-sync.schema.json, one schema per kind, and the plan, saved-plan and
+    /// compare schemas into DIR.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 }

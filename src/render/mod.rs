@@ -1,6 +1,7 @@
 //! Plan -> text | markdown | JSON (SPEC §7). Pure functions of a [`PlanReport`]: no clock, no
 //! terminal detection (colour is a parameter), so snapshots are stable.
 
+pub mod compare;
 pub mod json;
 pub mod markdown;
 pub mod saved;

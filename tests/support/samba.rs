@@ -151,8 +151,15 @@ impl Drop for Samba {
 fn template() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let template = root.join(TEMPLATE);
-    if template.join("etc/smb.conf").exists() {
-        return template;
+    // A template copied from another target dir (a pre-seeded or copied `target/`) still names
+    // its old paths in smb.conf: a Samba started from it would use, and write into, the other
+    // template's database. Provision a fresh one instead.
+    match std::fs::read_to_string(template.join("etc/smb.conf")) {
+        Ok(conf) if conf.contains(&format!("{}/", template.display())) => return template,
+        Ok(_) => {
+            let _ = std::fs::remove_dir_all(&template);
+        }
+        Err(_) => {}
     }
     let building = root.join(format!("{TEMPLATE}.building-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&building);
