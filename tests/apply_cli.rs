@@ -137,12 +137,17 @@ fn a_saved_plan_is_applied_exactly_or_refused_when_stale() {
     let saved: Value = serde_json::from_slice(&std::fs::read(&plan_file).unwrap()).unwrap();
     let planned = saved["changes"].as_array().unwrap().len();
     assert_eq!(planned, 6, "{saved}");
+    assert!(!state.join("baseline.json").exists());
     let (code, out, err) = run(&cfg, &state, &["apply", plan_arg]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         out.contains("Apply: 2 created, 0 adopted, 4 updated"),
         "{out}"
     );
+    // The saved plan's read becomes the baseline (CI runs only `plan --out` + `apply FILE`).
+    let baseline: Value =
+        serde_json::from_slice(&std::fs::read(state.join("baseline.json")).unwrap()).unwrap();
+    assert_eq!(baseline["mappings"]["employees"], 6, "{baseline}");
     let (code, out, _) = run(&cfg, &state, &["plan", "--detailed-exitcode"]);
     assert_eq!(code, 0, "{out}");
 

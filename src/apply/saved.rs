@@ -24,6 +24,23 @@ pub struct SavedPlan {
     pub plan_digest: String,
     #[serde(default)]
     pub operations: Vec<SavedOperation>,
+    /// Entry counts of the read the plan comes from (absent in older files).
+    #[serde(default)]
+    pub entry_counts: Option<BTreeMap<String, u64>>,
+    #[serde(default)]
+    pub guards: Vec<serde_json::Value>,
+}
+
+impl SavedPlan {
+    /// The baseline this plan's read establishes: its entry counts, unless the shrink guard
+    /// refused the read (a file is never written when `minSourceEntries` refused it).
+    pub fn baseline(&self) -> Option<&BTreeMap<String, u64>> {
+        let shrink_refused = self
+            .guards
+            .iter()
+            .any(|g| g["name"] == "maxSourceShrinkPercent" && g["status"] == "refused");
+        self.entry_counts.as_ref().filter(|_| !shrink_refused)
+    }
 }
 
 /// What apply reads of each saved operation (beyond its change).

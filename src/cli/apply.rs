@@ -172,6 +172,7 @@ async fn with_client(
     let mut baseline = None;
     match saved {
         Some(plan) => {
+            baseline = plan.baseline().cloned();
             info = RunInfo {
                 plan_digest: Some(plan.plan_digest.clone()),
                 config_digest: plan.config.digest.clone(),
@@ -179,6 +180,9 @@ async fn with_client(
             };
             if plan.changes.is_empty() {
                 out.out("No changes.\n");
+                if let Some(counts) = &baseline {
+                    write_baseline(state_dir, counts, out);
+                }
                 return Ok(Outcome::Success);
             }
             let pages = listing_pages(cfg, state_dir, client);
@@ -293,10 +297,8 @@ async fn with_client(
         };
         execute(&run, info, ops, args, out).await
     };
-    if let Some(counts) = &baseline
-        && let Err(e) = StateFiles::new(state_dir).write_baseline(counts, &rfc3339(pass::now()))
-    {
-        out.status(&format!("warning: cannot write the baseline: {e}"));
+    if let Some(counts) = &baseline {
+        write_baseline(state_dir, counts, out);
     }
     print_summary(&report, out);
     Ok(if refused {
@@ -308,6 +310,16 @@ async fn with_client(
     } else {
         Outcome::Success
     })
+}
+
+fn write_baseline(
+    state_dir: &Path,
+    counts: &std::collections::BTreeMap<String, u64>,
+    out: &Output,
+) {
+    if let Err(e) = StateFiles::new(state_dir).write_baseline(counts, &rfc3339(pass::now())) {
+        out.error(&format!("warning: cannot write the baseline: {e}"));
+    }
 }
 
 /// Calls one listing of the mappings' endpoints needs (from the cache's counts, if any).

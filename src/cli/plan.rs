@@ -93,6 +93,7 @@ pub fn run(global: &super::GlobalArgs, args: Args, out: &Output) -> CommandResul
                 desired: &result.desired,
                 entry_attributes: &entry_attributes,
                 orchestrations: &orchestrations,
+                entry_counts: &result.entry_counts,
             };
             let text = saved::render(&report, &extras)
                 .map_err(|e| CommandError::new(format!("cannot serialise the plan: {e}")))?;

@@ -30,6 +30,9 @@ pub struct SavedPlan<'a> {
     /// Definitions of the orchestrations the operations trigger, by name (`on`, `when`,
     /// `steps`), for the reviewer; apply runs the config's, whose digest must match.
     pub orchestrations: &'a BTreeMap<String, serde_json::Value>,
+    /// In-scope entries per mapping of the directory read the plan comes from: `apply FILE`
+    /// records them as the baseline (SPEC §6.3) unless the shrink guard refused the read.
+    pub entry_counts: &'a BTreeMap<String, u64>,
 }
 
 /// One operation apply executes.
@@ -70,6 +73,7 @@ pub struct Extras<'a> {
     /// Webhook-referenced entry attributes by (mapping, key).
     pub entry_attributes: &'a BTreeMap<(String, String), BTreeMap<String, Vec<String>>>,
     pub orchestrations: &'a BTreeMap<String, serde_json::Value>,
+    pub entry_counts: &'a BTreeMap<String, u64>,
 }
 
 pub fn document<'a>(r: &'a PlanReport<'a>, extras: &Extras<'a>) -> SavedPlan<'a> {
@@ -94,6 +98,7 @@ pub fn document<'a>(r: &'a PlanReport<'a>, extras: &Extras<'a>) -> SavedPlan<'a>
         plan_digest: plan_digest(&r.plan.changes),
         operations,
         orchestrations: extras.orchestrations,
+        entry_counts: extras.entry_counts,
     }
 }
 
