@@ -8,110 +8,18 @@
 #[path = "apply/harness.rs"]
 mod harness;
 mod support;
+#[path = "apply/watch_process.rs"]
+mod watch_process;
 
-use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness::*;
 use support::samba::{self, Samba};
 use support::slapd::{self, Slapd};
+use watch_process::{Watch, wait_for};
 
 const CHANGES: usize = 20;
-
-struct Watch {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    health: String,
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Watch {
-    fn start(cfg: &Path, state: &Path, env: &[(&str, &str)]) -> Watch {
-        let mut cmd = command(
-            cfg,
-            state,
-            &["watch", "--interval", "2s", "--listen", "127.0.0.1:0"],
-        );
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let health = loop {
-            let found = lines.lock().unwrap().iter().find_map(|l| {
-                l.split("health and metrics on http://")
-                    .nth(1)
-                    .map(str::to_string)
-            });
-            if let Some(h) = found {
-                break h.trim().to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "watch did not start: {:?}",
-                lines.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Watch {
-            child,
-            lines,
-            health,
-        }
-    }
-
-    fn metric(&self, name: &str) -> u64 {
-        let mut s = std::net::TcpStream::connect(&self.health).unwrap();
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.health
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn email_of(emu: &Emulator, key: &str) -> String {
     emu.users()
@@ -244,7 +152,7 @@ fn openldap_entry_csn_changes_follow_in_seconds() {
     );
     let state = dir.path().join("state");
     let in_scope = (1..n).filter(|i| i % 13 != 0).count();
-    let watch = Watch::start(&cfg, &state, &[("WATCH_BIND_PW", slapd::SVC_PW)]);
+    let watch = Watch::start(&cfg, &state, "2s", &[("WATCH_BIND_PW", slapd::SVC_PW)]);
     wait_for("the initial creates", Duration::from_secs(60), || {
         emu.users().len() == in_scope
     });
@@ -298,7 +206,7 @@ fn active_directory_usn_changes_follow_in_seconds() {
         &emu.base,
     );
     let state = dir.path().join("state");
-    let watch = Watch::start(&cfg, &state, &[("WATCH_BIND_PW", samba::ADMIN_PW)]);
+    let watch = Watch::start(&cfg, &state, "2s", &[("WATCH_BIND_PW", samba::ADMIN_PW)]);
     // The domain's template also has a few users with an employeeID: count ours.
     let ours = || {
         emu.users()
