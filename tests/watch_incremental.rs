@@ -246,3 +246,61 @@ fn active_directory_usn_changes_follow_in_seconds() {
         &modify,
     );
 }
+
+#[test]
+fn a_restarted_watch_resumes_incrementally() {
+    let n = 120;
+    let server = Slapd::start(&support::data::users(1..n, slapd::STAFF));
+    let dir = tempfile::tempdir().unwrap();
+    let emu = Emulator::start(dir.path(), &seed(Vec::new()), &["--rate-limits", "none"]);
+    let cfg = write_config(
+        dir.path(),
+        "openldap",
+        &server.url(),
+        slapd::SVC_DN,
+        slapd::SUFFIX,
+        slapd::STAFF,
+        &emu.base,
+    );
+    let state = dir.path().join("state");
+    let in_scope = (1..n).filter(|i| i % 13 != 0).count();
+    let env = [("WATCH_BIND_PW", slapd::SVC_PW)];
+    let watch = Watch::start(&cfg, &state, "2s", &env);
+    wait_for("the initial creates", Duration::from_secs(60), || {
+        emu.users().len() == in_scope
+    });
+    // Past the one re-read that follows a full read (the bulk load shares one second).
+    let settled = watch.metric("carbonite_sync_passes_total{") + 2;
+    wait_for("two more passes", Duration::from_secs(30), || {
+        watch.metric("carbonite_sync_passes_total{") >= settled
+    });
+    assert_eq!(watch.terminate(), Some(0));
+    assert!(state.join("directory-cache.json").exists());
+
+    // Changed while no watch ran: the restarted one reads only the change.
+    let dn = support::data::user_dn(1, slapd::STAFF);
+    server.ldapadd(&format!(
+        "dn: {dn}\nchangetype: modify\nreplace: mail\nmail: resumed@corp.example\n"
+    ));
+    let watch = Watch::start(&cfg, &state, "2s", &env);
+    wait_for(
+        "the change after the restart",
+        Duration::from_secs(30),
+        || email_of(&emu, "E00007") == "resumed@corp.example",
+    );
+    let read = watch.metric("carbonite_sync_directory_entries_read_total");
+    eprintln!(
+        "restarted watch: {read} entries read (directory: {} entries)",
+        n - 1
+    );
+    assert!(
+        read < (n - 1) as u64 / 2,
+        "{read} entries read: the restart read in full"
+    );
+    assert!(
+        watch
+            .log()
+            .contains("resuming from the saved directory cache")
+    );
+    assert_eq!(watch.terminate(), Some(0));
+}

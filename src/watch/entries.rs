@@ -11,6 +11,10 @@
 //! (a scope change). Deletions are seen by the next full read. Incremental reads need a change
 //! marker (flavor `active-directory` or `openldap`) and mapping filters in the client-side
 //! subset (§6.1); otherwise every read is full.
+//!
+//! The cache and its watermark are saved to `<state>/directory-cache.json` after every read
+//! that changed them, so a restarted watch resumes incrementally (the file is keyed by the
+//! searches, the flavor and the server: any difference means a full read).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,7 +54,33 @@ pub struct EntryCache {
     filters: Vec<Option<Filter>>,
     entries: Vec<BTreeMap<String, Arc<Entry>>>,
     watermark: Option<Watermark>,
+    /// The read changed the cache since it was last saved.
+    dirty: bool,
 }
+
+/// `<state>/directory-cache.json`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedCache {
+    version: u32,
+    /// sha256 over the flavor, the server and every search (base, scope, filter, attributes).
+    key: String,
+    watermark: Watermark,
+    /// RFC 3339 time of the last full read.
+    last_full_at: String,
+    /// Per search: entries as (DN, anchor, disabled, attributes with binary values base64
+    /// under `name::`).
+    searches: Vec<Vec<SavedEntry>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedEntry {
+    dn: String,
+    anchor: String,
+    disabled: bool,
+    attributes: BTreeMap<String, Vec<String>>,
+}
+
+const FILE: &str = "directory-cache.json";
 
 impl EntryCache {
     pub fn new(cfg: &Config, location: String) -> EntryCache {
@@ -70,7 +100,98 @@ impl EntryCache {
             searches,
             filters,
             watermark: None,
+            dirty: false,
         }
+    }
+
+    fn key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(format!("{:?}\0{}\0", self.flavor, self.location));
+        for s in &self.searches {
+            let r = &s.request;
+            h.update(format!(
+                "{}\0{:?}\0{}\0{}\0",
+                r.base,
+                r.scope,
+                r.filter,
+                r.attributes.join(",")
+            ));
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// The cache a previous watch saved for this config and server, with the time of its last
+    /// full read; `None` when there is none or it belongs to other searches.
+    pub fn load(
+        cfg: &Config,
+        location: String,
+        state_dir: &std::path::Path,
+    ) -> Option<(EntryCache, std::time::SystemTime)> {
+        let mut cache = EntryCache::new(cfg, location);
+        let bytes = std::fs::read(state_dir.join(FILE)).ok()?;
+        let saved: SavedCache = serde_json::from_slice(&bytes).ok()?;
+        if saved.version != 1
+            || saved.key != cache.key()
+            || saved.searches.len() != cache.searches.len()
+        {
+            return None;
+        }
+        let last_full = chrono::DateTime::parse_from_rfc3339(&saved.last_full_at).ok()?;
+        for (i, list) in saved.searches.into_iter().enumerate() {
+            for e in list {
+                let mut entry = crate::webhook::entry_from_saved(&e.dn, &e.attributes);
+                entry.anchor = e.anchor;
+                entry.disabled = e.disabled;
+                cache.entries[i].insert(key(&entry), Arc::new(entry));
+            }
+        }
+        cache.watermark = Some(saved.watermark);
+        let at = std::time::SystemTime::UNIX_EPOCH
+            + Duration::from_millis(last_full.timestamp_millis().max(0) as u64);
+        Some((cache, at))
+    }
+
+    /// Save the cache when a read changed it (atomic, 0600). `last_full_at`: when the last
+    /// full read started.
+    pub fn save(
+        &mut self,
+        state_dir: &std::path::Path,
+        last_full_at: std::time::SystemTime,
+    ) -> std::io::Result<()> {
+        let Some(watermark) = self.watermark.clone().filter(|_| self.dirty) else {
+            return Ok(());
+        };
+        let all = crate::template::AttributeRefs::All;
+        let saved = SavedCache {
+            version: 1,
+            key: self.key(),
+            watermark,
+            last_full_at: crate::pass::rfc3339(last_full_at),
+            searches: self
+                .entries
+                .iter()
+                .map(|m| {
+                    m.values()
+                        .map(|e| {
+                            let mut attributes = crate::webhook::saved_attributes(e, &all);
+                            attributes.remove("@disabled");
+                            attributes.remove("@anchor");
+                            SavedEntry {
+                                dn: e.dn.clone(),
+                                anchor: e.anchor.clone(),
+                                disabled: e.disabled,
+                                attributes,
+                            }
+                        })
+                        .collect()
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+        crate::state::write_atomic(&state_dir.join(FILE), &bytes, false)?;
+        self.dirty = false;
+        Ok(())
     }
 
     /// Whether incremental reads are possible at all for this config.
@@ -140,6 +261,7 @@ impl EntryCache {
             fresh.push(map);
         }
         self.entries = fresh;
+        self.dirty = true;
         self.watermark = match self.flavor {
             Flavor::ActiveDirectory => before,
             Flavor::Openldap => max_csn.map(|c| Watermark {
@@ -197,6 +319,7 @@ impl EntryCache {
             };
             let changed = source.search(&request).await?;
             n += changed.len() as u64;
+            self.dirty |= !changed.is_empty();
             let flavor = self.flavor;
             for e in changed {
                 note_csn(&mut max_csn, &e);
@@ -282,5 +405,107 @@ mod tests {
             "20261204193207.000000Z#000000#000#000000"
         );
         assert_eq!(csn_minus("junk", Duration::from_secs(5)), "junk");
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+    use crate::directory::AttrValue;
+    use crate::directory::source::SearchFuture;
+
+    /// A directory that answers full reads with `all` and incremental reads with `changed`.
+    struct Scripted {
+        all: Vec<Entry>,
+        changed: std::sync::Mutex<Vec<Entry>>,
+    }
+
+    impl DirectorySource for Scripted {
+        fn location(&self) -> String {
+            "scripted".into()
+        }
+        fn search<'a>(&'a self, request: &'a SearchRequest) -> SearchFuture<'a> {
+            let answer = if request.filter.starts_with("(entryCSN>=") {
+                std::mem::take(&mut *self.changed.lock().unwrap())
+            } else {
+                self.all.clone()
+            };
+            Box::pin(async move { Ok(answer) })
+        }
+    }
+
+    fn user(cn: &str, key: Option<&str>, csn: &str) -> Entry {
+        let mut e = Entry::new(format!("cn={cn},ou=staff,dc=corp,dc=example"));
+        e.push("objectClass", AttrValue::Text("inetOrgPerson".into()));
+        if let Some(k) = key {
+            e.push("employeeNumber", AttrValue::Text(k.into()));
+        }
+        e.push("mail", AttrValue::Text(format!("{cn}@corp.example")));
+        e.push("entryCSN", AttrValue::Text(csn.into()));
+        e
+    }
+
+    #[test]
+    fn incremental_reads_replace_add_and_drop_entries_that_leave_the_scope() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/openldap");
+        let cfg = crate::config::load(&dir).unwrap();
+        let mut cache = EntryCache::new(&cfg, "scripted".into());
+        assert!(cache.incremental_capable());
+        let source = Scripted {
+            all: vec![
+                user(
+                    "ann",
+                    Some("E1"),
+                    "20261204100000.000001Z#000000#000#000000",
+                ),
+                user("bo", Some("E2"), "20261204100000.000002Z#000000#000#000000"),
+            ],
+            changed: std::sync::Mutex::new(Vec::new()),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let count = |m: &MappingEntries| m.values().next().map_or(0, |v| v.len());
+        let (m, stats) = rt.block_on(cache.read(&source, false)).unwrap();
+        assert!(stats.full);
+        assert_eq!(count(&m), 2);
+        // bo loses his employeeNumber (leaves the mapping's filter), cy arrives, ann changes.
+        *source.changed.lock().unwrap() = vec![
+            user("bo", None, "20261204100100.000001Z#000000#000#000000"),
+            user("cy", Some("E3"), "20261204100100.000002Z#000000#000#000000"),
+            user(
+                "ann",
+                Some("E1"),
+                "20261204100100.000003Z#000000#000#000000",
+            ),
+        ];
+        let (m, stats) = rt.block_on(cache.read(&source, false)).unwrap();
+        assert!(!stats.full);
+        assert_eq!(stats.entries_read, 3);
+        let dns: Vec<&str> = m
+            .values()
+            .next()
+            .unwrap()
+            .iter()
+            .map(|e| e.dn.as_str())
+            .collect();
+        assert_eq!(dns.len(), 2, "{dns:?}");
+        assert!(
+            dns.iter().any(|d| d.starts_with("cn=cy"))
+                && !dns.iter().any(|d| d.starts_with("cn=bo"))
+        );
+        assert_eq!(
+            cache.watermark().unwrap().value,
+            "20261204100100.000003Z#000000#000#000000"
+        );
+        // Saved and loaded back: the same entries and watermark.
+        let state = tempfile::tempdir().unwrap();
+        cache
+            .save(state.path(), std::time::SystemTime::now())
+            .unwrap();
+        let (loaded, _) = EntryCache::load(&cfg, "scripted".into(), state.path()).unwrap();
+        assert_eq!(loaded.watermark(), cache.watermark());
+        assert_eq!(count(&loaded.mapping_entries()), 2);
+        assert!(EntryCache::load(&cfg, "elsewhere".into(), state.path()).is_none());
     }
 }

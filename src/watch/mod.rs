@@ -108,8 +108,23 @@ pub async fn run(
     let journal = Journal::open(state_dir, uuid::Uuid::new_v4().to_string())
         .map_err(|e| CommandError::new(e.to_string()))?;
     resolve_open(&cfg, state_dir, &client, &journal, out).await?;
-    let mut entry_cache = entries::EntryCache::new(&cfg, directory_location(&cfg));
-    let mut last_full: Option<Instant> = None;
+    // A previous watch's entry cache lets this one resume incrementally.
+    let (mut entry_cache, mut last_full) =
+        match entries::EntryCache::load(&cfg, directory_location(&cfg), state_dir) {
+            Some((cache, at)) => {
+                let age = SystemTime::now().duration_since(at).unwrap_or_default();
+                out.status(&format!(
+                    "watch: resuming from the saved directory cache (last full read {} ago)",
+                    humantime::format_duration(Duration::from_secs(age.as_secs()))
+                ));
+                (cache, Instant::now().checked_sub(age))
+            }
+            None => (
+                entries::EntryCache::new(&cfg, directory_location(&cfg)),
+                None,
+            ),
+        };
+    let mut last_full_at = SystemTime::now();
     let mut last_refresh = cache_listed_at(&cfg, state_dir);
     out.status(&format!(
         "watch: passes every {}, full Carbonite listing every {} at most (paced to the budget)",
@@ -191,6 +206,12 @@ pub async fn run(
         .await;
         if matches!(&outcome, Ok(p) if p.full_read) {
             last_full = Some(started);
+            last_full_at = SystemTime::now() - started.elapsed();
+        }
+        if outcome.is_ok()
+            && let Err(e) = entry_cache.save(state_dir, last_full_at)
+        {
+            out.error(&format!("watch: cannot save the directory cache: {e}"));
         }
         let now = SystemTime::now();
         {
