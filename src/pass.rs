@@ -441,7 +441,7 @@ fn finish(
             continue;
         };
         if let Some(a) = by_key.get(&(mi, c.key.as_str())) {
-            let mut fields = a.fields.clone();
+            let mut fields = a.fields(&cfg.mappings[mi]);
             fields.insert(
                 cfg.mappings[mi].primary_key.carbonite.clone(),
                 Some(a.key.clone()),

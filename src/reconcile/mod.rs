@@ -145,8 +145,8 @@ pub fn reconcile(input: &Input) -> Plan {
     let mut by_anchor: HashMap<&str, (usize, bool)> = HashMap::default();
     by_anchor.reserve(input.desired.accounts.len());
     for d in &input.desired.accounts {
-        if !d.anchor.is_empty() {
-            let e = by_anchor.entry(&d.anchor).or_insert((d.mapping, false));
+        if !d.anchor().is_empty() {
+            let e = by_anchor.entry(d.anchor()).or_insert((d.mapping, false));
             if e.0 != d.mapping {
                 e.1 = true;
             }
@@ -156,11 +156,11 @@ pub fn reconcile(input: &Input) -> Plan {
     let mut multi_anchor: HashMap<&str, BTreeSet<usize>> = HashMap::default();
     if by_anchor.values().any(|(_, multi)| *multi) {
         for d in &input.desired.accounts {
-            if by_anchor
-                .get(d.anchor.as_str())
-                .is_some_and(|(_, multi)| *multi)
-            {
-                multi_anchor.entry(&d.anchor).or_default().insert(d.mapping);
+            if by_anchor.get(d.anchor()).is_some_and(|(_, multi)| *multi) {
+                multi_anchor
+                    .entry(d.anchor())
+                    .or_default()
+                    .insert(d.mapping);
             }
         }
     }
@@ -178,11 +178,11 @@ pub fn reconcile(input: &Input) -> Plan {
             kind,
             mapping: Some(m.name.clone()),
             key: Some(d.key.clone()),
-            dn: Some(d.dn.clone()),
+            dn: Some(d.dn().to_string()),
             account_id: None,
             reason,
         };
-        if let Some(set) = multi_anchor.get(d.anchor.as_str()) {
+        if let Some(set) = multi_anchor.get(d.anchor()) {
             let names: Vec<&str> = set.iter().map(|i| mappings[*i].name.as_str()).collect();
             plan.conflicts.push(conflict(
                 ConflictKind::MultipleMappings,
@@ -324,7 +324,7 @@ pub fn reconcile(input: &Input) -> Plan {
                                 kind: ConflictKind::AmbiguousCorrelation,
                                 mapping: Some(m.name.clone()),
                                 key: Some(d.key.clone()),
-                                dn: Some(d.dn.clone()),
+                                dn: Some(d.dn().to_string()),
                                 account_id: None,
                                 reason,
                             });
@@ -366,7 +366,7 @@ pub fn reconcile(input: &Input) -> Plan {
                     kind: ConflictKind::AmbiguousCorrelation,
                     mapping: Some(m.name.clone()),
                     key: Some(d.key.clone()),
-                    dn: Some(d.dn.clone()),
+                    dn: Some(d.dn().to_string()),
                     account_id: Some(id.to_string()),
                     reason: format!("account {id} matches {} entries", ds.len()),
                 });
@@ -393,8 +393,11 @@ pub fn reconcile(input: &Input) -> Plan {
             before: a.get(&m.primary_key.carbonite).map(str::to_string),
             after: Some(d.key.clone()),
         }];
-        for r in m.attributes.iter().filter(|r| r.field != STATUS) {
-            let want = d.fields.get(&r.field).cloned().flatten();
+        for (r, want) in m.attributes.iter().zip(d.values.iter()) {
+            if r.field == STATUS {
+                continue;
+            }
+            let want = want.clone();
             let have = a.get(&r.field);
             let write = if r.create_only || r.strength == Strength::Weak {
                 have.is_none() && want.is_some()
@@ -427,8 +430,8 @@ pub fn reconcile(input: &Input) -> Plan {
                 before: None,
                 after: Some(d.key.clone()),
             }];
-            for r in &m.attributes {
-                if let Some(Some(v)) = d.fields.get(&r.field) {
+            for (r, v) in m.attributes.iter().zip(d.values.iter()) {
+                if let Some(v) = v {
                     fields.push(FieldChange {
                         name: r.field.clone(),
                         before: None,
@@ -446,7 +449,7 @@ pub fn reconcile(input: &Input) -> Plan {
                     kind: ConflictKind::RequiredFieldEmpty,
                     mapping: Some(m.name.clone()),
                     key: Some(d.key.clone()),
-                    dn: Some(d.dn.clone()),
+                    dn: Some(d.dn().to_string()),
                     account_id: None,
                     reason: format!("cannot create without {}", missing.join(", ")),
                 });
@@ -466,12 +469,11 @@ pub fn reconcile(input: &Input) -> Plan {
         let before = changes.len();
         if policy.update {
             let mut fields = Vec::new();
-            for r in m
-                .attributes
-                .iter()
-                .filter(|r| r.field != STATUS && !r.create_only)
-            {
-                let want = d.fields.get(&r.field).and_then(|v| v.as_deref());
+            for (r, want) in m.attributes.iter().zip(d.values.iter()) {
+                if r.field == STATUS || r.create_only {
+                    continue;
+                }
+                let want = want.as_deref();
                 let have = a.get(&r.field);
                 let write = match r.strength {
                     Strength::Weak => have.is_none() && want.is_some(),
@@ -607,7 +609,7 @@ fn change(
         action,
         mapping: m.name.clone(),
         key: d.key.clone(),
-        dn: Some(d.dn.clone()),
+        dn: Some(d.dn().to_string()),
         account_id: a.map(|a| a.id.clone()),
         observed_fingerprint: fp,
         orchestrations: Vec::new(),
@@ -625,7 +627,7 @@ fn status_change(
     suspended_by_us: &BTreeSet<String>,
     fp: &dyn Fn(&ObservedAccount) -> Option<String>,
 ) {
-    let Some(want) = d.fields.get(STATUS).and_then(|v| v.as_deref()) else {
+    let Some(want) = d.get(m, STATUS).flatten() else {
         return;
     };
     let have = a.get(STATUS).unwrap_or(ACTIVE);
