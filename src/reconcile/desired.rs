@@ -140,6 +140,7 @@ pub fn render(
             .filter_map(|f| Some((*f, cm.rules.iter().position(|(r, _)| r.field == *f)?)))
             .collect();
         d.accounts.reserve(list.len());
+        let mut ctx = base.clone();
         for entry in list {
             let conflict = |kind, key: Option<String>, reason: String| Conflict {
                 kind,
@@ -157,7 +158,7 @@ pub fn render(
                 ));
                 continue;
             };
-            let ctx = base.clone().with_entry(entry.clone());
+            ctx.entry = Some(entry.clone());
             let mut values = Vec::with_capacity(cm.rules.len());
             let mut failed = None;
             for (rule, tpl) in &cm.rules {
