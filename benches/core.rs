@@ -15,6 +15,10 @@ use carbonite_sync::template::{
     EngineSettings, LookupIndex, LookupTables, RenderContext, TemplateEngine,
 };
 
+/// The binary's allocator (src/main.rs), so the figures are those of the shipped program.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
