@@ -82,7 +82,8 @@ pub struct PassResult {
 
 /// The accounts and lookup tables a pass diffs against, and where they came from.
 struct Observed {
-    groups: Vec<CachedGroup>,
+    /// The accounts of every group, in the core's form.
+    accounts: Vec<ObservedAccount>,
     tables: crate::template::LookupTables,
     source: ObservedSource,
     listed_at: SystemTime,
@@ -255,6 +256,8 @@ pub async fn compute(
     };
     let (entries, listed) = tokio::join!(read_directory, read_carbonite);
     let listed_at = now();
+    // The cache is written on another thread while the pass goes on (joined before returning).
+    let mut saving = None;
     let observed = listed.map(|(groups, tables)| {
         let cache = ObservedCache {
             version: crate::observed_cache::VERSION,
@@ -263,19 +266,23 @@ pub async fn compute(
             groups,
             lookup_tables: tables,
         };
-        if let Err(e) = cache.save(state_dir) {
-            tracing::warn!(
-                "cannot write the observed-state cache in {}: {e}",
-                state_dir.display()
-            );
-        }
-        Observed {
-            groups: cache.groups,
-            tables: cache.lookup_tables,
+        let observed = Observed {
+            accounts: core_accounts(&cache.groups),
+            tables: cache.lookup_tables.clone(),
             source: ObservedSource::Live,
             listed_at,
             cache_listed_at: None,
-        }
+        };
+        let dir = state_dir.to_path_buf();
+        saving = Some(std::thread::spawn(move || {
+            if let Err(e) = cache.save(&dir) {
+                tracing::warn!(
+                    "cannot write the observed-state cache in {}: {e}",
+                    dir.display()
+                );
+            }
+        }));
+        observed
     });
     let result = finish(
         cfg,
@@ -286,15 +293,29 @@ pub async fn compute(
         opts,
         started,
     );
+    if let Some(saving) = saving
+        && let Err(panic) = saving.join()
+    {
+        std::panic::resume_unwind(panic);
+    }
     let closed = client.close().await;
     let r = result?;
     closed?;
     Ok(r)
 }
 
+/// Every account of the groups in the core's form.
+fn core_accounts(groups: &[CachedGroup]) -> Vec<ObservedAccount> {
+    groups
+        .iter()
+        .flat_map(|g| g.accounts.iter())
+        .filter_map(to_observed)
+        .collect()
+}
+
 fn from_cache(cache: ObservedCache) -> Observed {
     Observed {
-        groups: cache.groups,
+        accounts: core_accounts(&cache.groups),
         tables: cache.lookup_tables,
         source: ObservedSource::Cache,
         listed_at: now(),
@@ -315,12 +336,14 @@ fn finish(
     let listed = listed?;
     let listed_at = listed.listed_at;
     let tables = listed.tables;
-    let observed: Vec<ObservedAccount> = listed
-        .groups
-        .iter()
-        .flat_map(|g| g.accounts.iter())
-        .filter_map(to_observed)
-        .collect();
+    let observed = Arc::new(listed.accounts);
+    let mut fields: Vec<String> = USER_FIELDS.iter().map(|s| s.to_string()).collect();
+    fields.extend(cfg.integration.carbonite.extra_fields.iter().cloned());
+    // The observed fingerprint is computed on another thread meanwhile.
+    let fingerprinting = std::thread::spawn({
+        let (observed, fields) = (observed.clone(), fields.clone());
+        move || reconcile::fingerprint::observed_fingerprint(&observed, &fields)
+    });
 
     let mut engine = TemplateEngine::new(EngineSettings {
         undefined: match cfg.integration.templates.undefined {
@@ -351,8 +374,6 @@ fn finish(
     let ctx = RenderContext::new(Arc::new(LookupIndex::new(&tables)));
     let desired = reconcile::desired::render(&engine, &compiled, &per_mapping, &ctx);
 
-    let mut fields: Vec<String> = USER_FIELDS.iter().map(|s| s.to_string()).collect();
-    fields.extend(cfg.integration.carbonite.extra_fields.iter().cloned());
     let state = crate::state::StateFiles::new(state_dir);
     let suspended = state.suspended();
     let baseline: Option<Baseline> = state.baseline();
@@ -360,7 +381,7 @@ fn finish(
         mappings: &cfg.mappings,
         policy: &cfg.integration.policy,
         desired: &desired,
-        observed: &observed,
+        observed: observed.as_slice(),
         suspended_by_us: &suspended,
         baseline: baseline.as_ref(),
         fingerprint_fields: &fields,
@@ -395,16 +416,9 @@ fn finish(
         .schedule(&planned, listed_at)
         .ok()
         .map(|s| rfc3339(s.completion));
-    let observed_fingerprint = {
-        let mut h = Sha256::new();
-        let mut sorted: Vec<&ObservedAccount> = observed.iter().collect();
-        sorted.sort_by(|a, b| a.id.cmp(&b.id));
-        for a in sorted {
-            h.update(reconcile::fingerprint::canonical_json(a, &fields).as_bytes());
-            h.update(b"\n");
-        }
-        format!("sha256:{}", hex::encode(h.finalize()))
-    };
+    let observed_fingerprint = fingerprinting
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     let meta = PlanMeta {
         generated_at: rfc3339(started),
         config_digest: config_digest(cfg),
