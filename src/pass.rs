@@ -252,13 +252,15 @@ pub async fn compute(
             });
         }
         let tables = client.lookup_tables().await?;
-        Ok::<_, ClientError>((listed, tables))
+        // Converted here, while the directory may still be read.
+        let accounts = core_accounts(&listed);
+        Ok::<_, ClientError>((listed, tables, accounts))
     };
     let (entries, listed) = tokio::join!(read_directory, read_carbonite);
     let listed_at = now();
     // The cache is written on another thread while the pass goes on (joined before returning).
     let mut saving = None;
-    let observed = listed.map(|(groups, tables)| {
+    let observed = listed.map(|(groups, tables, accounts)| {
         let cache = ObservedCache {
             version: crate::observed_cache::VERSION,
             tenant: client.tenant_key().to_string(),
@@ -267,7 +269,7 @@ pub async fn compute(
             lookup_tables: tables,
         };
         let observed = Observed {
-            accounts: core_accounts(&cache.groups),
+            accounts,
             tables: cache.lookup_tables.clone(),
             source: ObservedSource::Live,
             listed_at,
