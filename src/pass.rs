@@ -94,7 +94,8 @@ pub struct PassResult {
 
 /// The accounts and lookup tables a pass diffs against, and where they came from.
 struct Observed {
-    groups: Vec<CachedGroup>,
+    /// The accounts of every group, in the core's form.
+    accounts: Vec<ObservedAccount>,
     tables: crate::template::LookupTables,
     source: ObservedSource,
     listed_at: SystemTime,
@@ -314,11 +315,15 @@ async fn compute_inner(
             });
         }
         let tables = client.lookup_tables().await?;
-        Ok::<_, ClientError>((listed, tables))
+        // Converted here, while the directory may still be read.
+        let accounts = core_accounts(&listed);
+        Ok::<_, ClientError>((listed, tables, accounts))
     };
     let (entries, listed) = tokio::join!(read_directory, read_carbonite);
     let listed_at = now();
-    let observed = listed.map(|(groups, tables)| {
+    // The cache is written on another thread while the pass goes on (joined before returning).
+    let mut saving = None;
+    let observed = listed.map(|(groups, tables, accounts)| {
         let cache = ObservedCache {
             version: crate::observed_cache::VERSION,
             tenant: client.tenant_key().to_string(),
@@ -326,21 +331,25 @@ async fn compute_inner(
             groups,
             lookup_tables: tables,
         };
-        if let Err(e) = cache.save(state_dir) {
-            tracing::warn!(
-                "cannot write the observed-state cache in {}: {e}",
-                state_dir.display()
-            );
-        }
-        Observed {
-            groups: cache.groups,
-            tables: cache.lookup_tables,
+        let observed = Observed {
+            accounts,
+            tables: cache.lookup_tables.clone(),
             source: ObservedSource::Live,
             listed_at,
             cache_listed_at: None,
-        }
+        };
+        let dir = state_dir.to_path_buf();
+        saving = Some(std::thread::spawn(move || {
+            if let Err(e) = cache.save(&dir) {
+                tracing::warn!(
+                    "cannot write the observed-state cache in {}: {e}",
+                    dir.display()
+                );
+            }
+        }));
+        observed
     });
-    finish(
+    let result = finish(
         cfg,
         state_dir,
         client.ledger(),
@@ -348,7 +357,13 @@ async fn compute_inner(
         observed,
         opts,
         started,
-    )
+    );
+    if let Some(saving) = saving
+        && let Err(panic) = saving.join()
+    {
+        std::panic::resume_unwind(panic);
+    }
+    result
 }
 
 /// Endpoint groups the mappings read (sorted, deduplicated endpoint names), with their key field.
@@ -365,9 +380,18 @@ pub fn endpoint_groups(cfg: &Config) -> BTreeMap<Vec<String>, String> {
     groups
 }
 
+/// Every account of the groups in the core's form.
+fn core_accounts(groups: &[CachedGroup]) -> Vec<ObservedAccount> {
+    groups
+        .iter()
+        .flat_map(|g| g.accounts.iter())
+        .filter_map(to_observed)
+        .collect()
+}
+
 fn from_cache(cache: ObservedCache) -> Observed {
     Observed {
-        groups: cache.groups,
+        accounts: core_accounts(&cache.groups),
         tables: cache.lookup_tables,
         source: ObservedSource::Cache,
         listed_at: now(),
@@ -388,12 +412,14 @@ fn finish(
     let listed = listed?;
     let listed_at = listed.listed_at;
     let tables = listed.tables;
-    let observed: Vec<ObservedAccount> = listed
-        .groups
-        .iter()
-        .flat_map(|g| g.accounts.iter())
-        .filter_map(to_observed)
-        .collect();
+    let observed = Arc::new(listed.accounts);
+    let mut fields: Vec<String> = USER_FIELDS.iter().map(|s| s.to_string()).collect();
+    fields.extend(cfg.integration.carbonite.extra_fields.iter().cloned());
+    // The observed fingerprint is computed on another thread meanwhile.
+    let fingerprinting = std::thread::spawn({
+        let (observed, fields) = (observed.clone(), fields.clone());
+        move || reconcile::fingerprint::observed_fingerprint(&observed, &fields)
+    });
 
     let mut engine = TemplateEngine::new(EngineSettings {
         undefined: match cfg.integration.templates.undefined {
@@ -424,8 +450,6 @@ fn finish(
     let ctx = RenderContext::new(Arc::new(LookupIndex::new(&tables)));
     let desired = reconcile::desired::render(&engine, &compiled, &per_mapping, &ctx);
 
-    let mut fields: Vec<String> = USER_FIELDS.iter().map(|s| s.to_string()).collect();
-    fields.extend(cfg.integration.carbonite.extra_fields.iter().cloned());
     let state = crate::state::StateFiles::new(state_dir);
     let suspended = state.suspended();
     let baseline: Option<Baseline> = state.baseline();
@@ -433,7 +457,7 @@ fn finish(
         mappings: &cfg.mappings,
         policy: &cfg.integration.policy,
         desired: &desired,
-        observed: &observed,
+        observed: observed.as_slice(),
         suspended_by_us: &suspended,
         baseline: baseline.as_ref(),
         fingerprint_fields: &fields,
@@ -458,12 +482,9 @@ fn finish(
     let mut hook_calls: BTreeMap<String, u64> = BTreeMap::new();
     if !cfg.orchestrations.is_empty() {
         let hooks = crate::webhook::Hooks::compile(cfg).map_err(PassError::Other)?;
-        let wire: std::collections::HashMap<&str, &crate::carbonite::ObservedAccount> = listed
-            .groups
-            .iter()
-            .flat_map(|g| g.accounts.iter())
-            .filter_map(|a| Some((a.id.as_deref()?, a)))
-            .collect();
+        // The account as templates see it: its non-empty fields as strings.
+        let by_id: std::collections::HashMap<&str, &ObservedAccount> =
+            observed.iter().map(|a| (a.id.as_str(), a)).collect();
         for c in &mut plan.changes {
             let entry = cfg
                 .mappings
@@ -474,8 +495,16 @@ fn finish(
             let account = c
                 .account_id
                 .as_deref()
-                .and_then(|id| wire.get(id))
-                .map(|a| serde_json::Value::Object(a.fields.clone()));
+                .and_then(|id| by_id.get(id))
+                .map(|a| {
+                    let mut m: serde_json::Map<String, serde_json::Value> = a
+                        .fields
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                        .collect();
+                    m.insert("UserId".into(), serde_json::Value::String(a.id.clone()));
+                    serde_json::Value::Object(m)
+                });
             let mut cx = ctx.clone();
             if let Some(e) = &entry {
                 cx = cx.with_entry(e.clone());
@@ -527,16 +556,9 @@ fn finish(
         .schedule(&planned, listed_at)
         .ok()
         .map(|s| rfc3339(s.completion));
-    let observed_fingerprint = {
-        let mut h = Sha256::new();
-        let mut sorted: Vec<&ObservedAccount> = observed.iter().collect();
-        sorted.sort_by(|a, b| a.id.cmp(&b.id));
-        for a in sorted {
-            h.update(reconcile::fingerprint::canonical_json(a, &fields).as_bytes());
-            h.update(b"\n");
-        }
-        format!("sha256:{}", hex::encode(h.finalize()))
-    };
+    let observed_fingerprint = fingerprinting
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     let meta = PlanMeta {
         generated_at: rfc3339(started),
         config_digest: config_digest(cfg),
@@ -567,7 +589,7 @@ fn finish(
             continue;
         };
         if let Some(a) = by_key.get(&(mi, c.key.as_str())) {
-            let mut fields = a.fields.clone();
+            let mut fields = a.fields(&cfg.mappings[mi]);
             fields.insert(
                 cfg.mappings[mi].primary_key.carbonite.clone(),
                 Some(a.key.clone()),

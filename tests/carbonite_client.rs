@@ -58,7 +58,9 @@ async fn token_expiring_mid_listing_is_renewed_after_a_401() {
         };
     })
     .await;
+    // One call at a time, or the pages fetched ahead would end the listing before the token.
     let spec = ConfigSpec {
+        target: format!("baseUrl: {}\n    concurrency: 1", emu.base_url()),
         extra: &users_endpoint(100),
         ..ConfigSpec::url(&emu.base_url())
     };
@@ -87,7 +89,9 @@ async fn token_is_renewed_before_its_exp() {
         };
     })
     .await;
+    // One call at a time, or the pages fetched ahead would end the listing before the token.
     let spec = ConfigSpec {
+        target: format!("baseUrl: {}\n    concurrency: 1", emu.base_url()),
         extra: &users_endpoint(25),
         ..ConfigSpec::url(&emu.base_url())
     };

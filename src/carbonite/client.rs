@@ -28,11 +28,14 @@
 //! and messages pass through the [`Redactor`], which knows every secret value the client
 //! handled.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
 use std::hash::{Hash as _, Hasher as _};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::Method;
@@ -49,7 +52,8 @@ use super::profile::{COMPANIES, TOKEN_ROUTE, USER_BY_EMAIL, USER_GROUPS, USERS};
 use super::redact::{REDACTED, Redactor};
 use crate::config::Config;
 use crate::config::model::{
-    Auth, Carbonite, CarboniteTarget, Endpoint, EndpointTarget, Route, UndefinedMode,
+    Auth, Carbonite, CarboniteTarget, Endpoint, EndpointTarget, Pagination, PaginationStyle, Route,
+    UndefinedMode,
 };
 use crate::config::secret::{Secret, SecretRef, is_sensitive_key};
 use crate::emulator::{self, EmulatorOptions, RunningEmulator};
@@ -278,6 +282,107 @@ struct CallStats {
     attempts: AtomicU64,
 }
 
+/// `url` with `params` appended to its query.
+fn with_params(url: &Url, params: &[(String, String)]) -> Url {
+    let mut u = url.clone();
+    if !params.is_empty() {
+        u.query_pairs_mut().extend_pairs(params);
+    }
+    u
+}
+
+/// The requests a `pageNumber` / `offset` listing still needs after `next`, as the pager will
+/// ask for them when every page is full: `next` and the pages after it, until the items seen
+/// reach the announced total. Empty for other styles or without a total.
+fn ahead_requests(
+    p: &Pagination,
+    next: &PageRequest,
+    seen: u64,
+    total: Option<u64>,
+) -> Vec<PageRequest> {
+    let (Some(total), Some(size), PageRequest::Params(params)) = (total, p.size, next) else {
+        return Vec::new();
+    };
+    let step = match p.style {
+        PaginationStyle::PageNumber => 1,
+        PaginationStyle::Offset => i64::from(size),
+        _ => return Vec::new(),
+    };
+    let Some(((param, value), rest)) = params.split_first() else {
+        return Vec::new();
+    };
+    let Ok(value) = value.parse::<i64>() else {
+        return Vec::new();
+    };
+    let pages = total.saturating_sub(seen).div_ceil(u64::from(size.max(1)));
+    (0..pages as i64)
+        .map(|i| {
+            let mut ps = vec![(param.clone(), value.saturating_add(i * step).to_string())];
+            ps.extend(rest.iter().cloned());
+            PageRequest::Params(ps)
+        })
+        .collect()
+}
+
+/// A page requested ahead: its request, the call, and its answer once it came.
+type AheadPage<'a> = (
+    PageRequest,
+    PageFuture<'a>,
+    Option<Result<Reply, ClientError>>,
+);
+
+type PageFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, ClientError>> + Send + 'a>>;
+
+/// Pages of a listing requested ahead of their turn, in order. They progress while the listing
+/// waits for the first of them; each call goes through the ledger like any other.
+#[derive(Default)]
+struct Ahead<'a> {
+    queue: VecDeque<AheadPage<'a>>,
+}
+
+impl<'a> Ahead<'a> {
+    fn front(&self) -> Option<&PageRequest> {
+        self.queue.front().map(|(r, _, _)| r)
+    }
+
+    fn requests(&self) -> impl Iterator<Item = &PageRequest> {
+        self.queue.iter().map(|(r, _, _)| r)
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    fn push(&mut self, request: PageRequest, fetch: PageFuture<'a>) {
+        self.queue.push_back((request, fetch, None));
+    }
+
+    /// The answer of the first page (polling the others meanwhile).
+    async fn next(&mut self) -> Result<Reply, ClientError> {
+        std::future::poll_fn(|cx| {
+            for (_, fetch, out) in self.queue.iter_mut() {
+                if out.is_none()
+                    && let Poll::Ready(v) = fetch.as_mut().poll(cx)
+                {
+                    *out = Some(v);
+                }
+            }
+            match self.queue.front_mut() {
+                Some((_, _, out)) if out.is_some() => {
+                    Poll::Ready(self.queue.pop_front().and_then(|(_, _, out)| out))
+                }
+                _ => Poll::Pending,
+            }
+        })
+        .await
+        .unwrap_or_else(|| unreachable!("the first page was answered"))
+    }
+}
+
 /// The Carbonite client. See the [module docs](self).
 pub struct CarboniteClient {
     http: reqwest::Client,
@@ -286,6 +391,8 @@ pub struct CarboniteClient {
     token: tokio::sync::Mutex<Option<CachedToken>>,
     ledger: Ledger,
     permits: Semaphore,
+    /// The size of `permits`: how many pages of a listing may be in flight.
+    concurrency: usize,
     routes: crate::config::model::Routes,
     endpoints: BTreeMap<String, CompiledEndpoint>,
     engine: TemplateEngine,
@@ -555,6 +662,7 @@ impl CarboniteClient {
             token: tokio::sync::Mutex::new(None),
             ledger,
             permits: Semaphore::new(concurrency),
+            concurrency,
             routes: s.carbonite.routes,
             endpoints,
             engine,
@@ -1124,15 +1232,33 @@ impl CarboniteClient {
             more: false,
             calls: 0,
         };
+        // Pages fetched ahead (see `ahead_requests`), in order, each with its request.
+        let mut ahead = Ahead::default();
+        let fetch = |page_url: Url| {
+            let (op, method, headers) = (&op, &method, &headers);
+            let route = route_of(&page_url);
+            async move {
+                let shown = self.redactor.url(&page_url);
+                let call = Call {
+                    op,
+                    kind: Kind::Read,
+                    method: method.clone(),
+                    url: page_url,
+                    route,
+                    bearer: ours,
+                    headers: headers.clone(),
+                    body: None,
+                    raw: None,
+                    timeout: None,
+                };
+                self.execute(&call)
+                    .await
+                    .map_err(|f| f.into_error(op, method, &shown))
+            }
+        };
         loop {
             let page_url = match &request {
-                PageRequest::Params(params) => {
-                    let mut u = url.clone();
-                    if !params.is_empty() {
-                        u.query_pairs_mut().extend_pairs(params);
-                    }
-                    u
-                }
+                PageRequest::Params(params) => with_params(&url, params),
                 PageRequest::Link(link) => {
                     let u = current.join(link).map_err(|err| ClientError::Response {
                         op: op.clone(),
@@ -1153,22 +1279,14 @@ impl CarboniteClient {
                 }
             };
             let shown = self.redactor.url(&page_url);
-            let call = Call {
-                op: &op,
-                kind: Kind::Read,
-                method: method.clone(),
-                url: page_url.clone(),
-                route: route_of(&page_url),
-                bearer: ours,
-                headers: headers.clone(),
-                body: None,
-                raw: None,
-                timeout: None,
+            let mut reply = if ahead.front() == Some(&request) {
+                ahead.next().await?
+            } else {
+                // Off the predicted path (never in a listing that stays the same while it is
+                // read): what is still in flight is dropped.
+                ahead.clear();
+                fetch(page_url.clone()).await?
             };
-            let reply = self
-                .execute(&call)
-                .await
-                .map_err(|f| f.into_error(&op, &method, &shown))?;
             page.calls += 1;
             if !(200..300).contains(&reply.status) {
                 return Err(self.api_error(&op, &method, &shown, &reply));
@@ -1198,6 +1316,7 @@ impl CarboniteClient {
                 }
             };
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            let mut ids = Vec::with_capacity(items.len());
             for (n, v) in items.iter().enumerate() {
                 let id = match &e.id {
                     Some(ptr) => match v.pointer(ptr).and_then(id_string) {
@@ -1215,15 +1334,47 @@ impl CarboniteClient {
                     Some(id) => id.hash(&mut hasher),
                     None => v.to_string().hash(&mut hasher),
                 }
-                page.items.push(Item {
-                    id,
-                    value: v.clone(),
-                });
+                ids.push(id);
             }
+            let count = items.len();
+            let full = e.pagination.size.is_some_and(|n| count == n as usize);
             let next = pager
-                .next(&reply.body, items.len(), hasher.finish())
+                .next(&reply.body, count, hasher.finish())
                 .map_err(|err| response_error(err.to_string()))?;
             page.total = pager.total();
+            // The items move out of the answer (the pager has read what it needs from it).
+            let values = match reply.body.pointer_mut(&e.items).map(Value::take) {
+                Some(Value::Array(values)) => values,
+                _ => Vec::new(),
+            };
+            page.items.extend(
+                ids.into_iter()
+                    .zip(values)
+                    .map(|(id, value)| Item { id, value }),
+            );
+            // Fetch ahead the pages that the total says are still needed, up to the client's
+            // concurrency, when this page was full (the server honours our page size).
+            if let Some(next) = &next
+                && full
+                && max_pages.is_none()
+            {
+                let queued = ahead.requests().cloned().collect::<Vec<_>>();
+                let wanted = ahead_requests(&e.pagination, next, pager.seen(), pager.total());
+                if !wanted.starts_with(&queued) {
+                    ahead.clear();
+                }
+                for r in wanted
+                    .into_iter()
+                    .skip(ahead.len())
+                    .take(self.concurrency.saturating_sub(ahead.len()))
+                {
+                    let PageRequest::Params(params) = &r else {
+                        break;
+                    };
+                    let fut = fetch(with_params(&url, params));
+                    ahead.push(r, Box::pin(fut));
+                }
+            }
             match next {
                 None => break,
                 Some(_) if max_pages.is_some_and(|m| page.calls >= m) => {

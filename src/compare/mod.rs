@@ -173,25 +173,32 @@ struct Planned {
     held_back: Vec<Action>,
 }
 
-fn all_fields(a: &DesiredAccount, head: bool) -> Vec<FieldDiff> {
-    a.fields
-        .iter()
+fn all_fields(a: &DesiredAccount, side: &Side, head: bool) -> Vec<FieldDiff> {
+    a.fields(&side.mappings[a.mapping])
+        .into_iter()
         .filter(|(_, v)| v.is_some())
         .map(|(name, v)| FieldDiff {
-            name: name.clone(),
+            name,
             base: if head { None } else { v.clone() },
-            head: if head { v.clone() } else { None },
+            head: if head { v } else { None },
         })
         .collect()
 }
 
-fn changed_fields(b: &DesiredAccount, h: &DesiredAccount) -> Vec<FieldDiff> {
-    let names: BTreeSet<&String> = b.fields.keys().chain(h.fields.keys()).collect();
+fn changed_fields(
+    b: &DesiredAccount,
+    base: &Side,
+    h: &DesiredAccount,
+    head: &Side,
+) -> Vec<FieldDiff> {
+    let bf = b.fields(&base.mappings[b.mapping]);
+    let hf = h.fields(&head.mappings[h.mapping]);
+    let names: BTreeSet<&String> = bf.keys().chain(hf.keys()).collect();
     names
         .into_iter()
         .filter_map(|name| {
-            let bv = b.fields.get(name).cloned().flatten();
-            let hv = h.fields.get(name).cloned().flatten();
+            let bv = bf.get(name).cloned().flatten();
+            let hv = hf.get(name).cloned().flatten();
             (bv != hv).then(|| FieldDiff {
                 name: name.clone(),
                 base: bv,
@@ -267,18 +274,18 @@ pub fn diff(base: Side, head: Side) -> Comparison {
         let (change, fields, dn) = match (bd.get(k), hd.get(k)) {
             (None, Some(h)) => (
                 AccountChange::Entering,
-                all_fields(h, true),
-                Some(h.dn.clone()),
+                all_fields(h, &head, true),
+                Some(h.dn().to_string()),
             ),
             (Some(b), None) => (
                 AccountChange::Leaving,
-                all_fields(b, false),
-                Some(b.dn.clone()),
+                all_fields(b, &base, false),
+                Some(b.dn().to_string()),
             ),
             (Some(b), Some(h)) => (
                 AccountChange::Changed,
-                changed_fields(b, h),
-                Some(h.dn.clone()),
+                changed_fields(b, &base, h, &head),
+                Some(h.dn().to_string()),
             ),
             (None, None) => (AccountChange::Changed, Vec::new(), None),
         };

@@ -57,11 +57,39 @@ pub struct DesiredAccount {
     /// Index into the mapping list.
     pub mapping: usize,
     pub key: String,
-    pub dn: String,
-    pub anchor: String,
-    /// Rendered rule values by field (`None`: rendered empty). The key field is not here.
-    pub fields: BTreeMap<String, Option<String>>,
+    /// Rendered rule values in the order of the mapping's `attributes` (`None`: rendered
+    /// empty). The key field is not here.
+    pub values: Box<[Option<String>]>,
     pub entry: Arc<Entry>,
+}
+
+impl DesiredAccount {
+    /// The entry's DN.
+    pub fn dn(&self) -> &str {
+        &self.entry.dn
+    }
+
+    /// The entry's anchor.
+    pub fn anchor(&self) -> &str {
+        &self.entry.anchor
+    }
+
+    /// The rendered value of `field` (`Some(None)`: rendered empty; `None`: not mapped).
+    /// `mapping` is the account's mapping (`mappings[self.mapping]`).
+    pub fn get(&self, mapping: &Mapping, field: &str) -> Option<Option<&str>> {
+        let i = mapping.attributes.iter().position(|r| r.field == field)?;
+        self.values.get(i).map(Option::as_deref)
+    }
+
+    /// Rendered values by field name.
+    pub fn fields(&self, mapping: &Mapping) -> BTreeMap<String, Option<String>> {
+        mapping
+            .attributes
+            .iter()
+            .zip(self.values.iter())
+            .map(|(r, v)| (r.field.clone(), v.clone()))
+            .collect()
+    }
 }
 
 /// Desired accounts of all mappings, the entries excluded as conflicts, and the keys those
@@ -106,6 +134,13 @@ pub fn render(
     };
     for (mi, (cm, list)) in mappings.iter().zip(entries).enumerate() {
         let m = &cm.mapping;
+        // The required fields this mapping writes, with their rule index.
+        let required: Vec<(&str, usize)> = REQUIRED_FIELDS
+            .iter()
+            .filter_map(|f| Some((*f, cm.rules.iter().position(|(r, _)| r.field == *f)?)))
+            .collect();
+        d.accounts.reserve(list.len());
+        let mut ctx = base.clone();
         for entry in list {
             let conflict = |kind, key: Option<String>, reason: String| Conflict {
                 kind,
@@ -123,18 +158,15 @@ pub fn render(
                 ));
                 continue;
             };
-            let ctx = base.clone().with_entry(entry.clone());
-            let mut fields = BTreeMap::new();
+            ctx.entry = Some(entry.clone());
+            let mut values = Vec::with_capacity(cm.rules.len());
             let mut failed = None;
             for (rule, tpl) in &cm.rules {
                 match engine.render(tpl, &ctx) {
                     Ok(mut v) => {
                         let kept = v.trim_end_matches(['\n', '\r']).len();
                         v.truncate(kept);
-                        fields.insert(
-                            rule.field.clone(),
-                            if v.is_empty() { None } else { Some(v) },
-                        );
+                        values.push(if v.is_empty() { None } else { Some(v) });
                     }
                     Err(e) => {
                         let kind = match e {
@@ -152,13 +184,10 @@ pub fn render(
                 d.conflicts.push(conflict(kind, Some(key), reason));
                 continue;
             }
-            let empty_required: Vec<&str> = REQUIRED_FIELDS
+            let empty_required: Vec<&str> = required
                 .iter()
-                .copied()
-                .filter(|f| {
-                    m.attributes.iter().any(|r| r.field == *f)
-                        && fields.get(*f).is_some_and(Option::is_none)
-                })
+                .filter(|(_, i)| values[*i].is_none())
+                .map(|(f, _)| *f)
                 .collect();
             if !empty_required.is_empty() {
                 d.held.push((mi, key.clone()));
@@ -172,9 +201,7 @@ pub fn render(
             d.accounts.push(DesiredAccount {
                 mapping: mi,
                 key,
-                dn: entry.dn.clone(),
-                anchor: entry.anchor.clone(),
-                fields,
+                values: values.into_boxed_slice(),
                 entry: entry.clone(),
             });
         }

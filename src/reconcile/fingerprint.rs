@@ -8,28 +8,76 @@ use super::ObservedAccount;
 /// The canonical JSON of the account: an object of string-or-null values with keys sorted by
 /// UTF-16 code units (JCS); serde_json's string escaping matches JCS for such values.
 pub fn canonical_json(a: &ObservedAccount, fields: &[String]) -> String {
-    let mut keys: Vec<&String> = fields.iter().collect();
-    keys.sort_by(|x, y| x.encode_utf16().cmp(y.encode_utf16()));
-    keys.dedup();
-    let mut out = String::from("{");
-    for (i, k) in keys.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&serde_json::to_string(k.as_str()).unwrap_or_default());
-        out.push(':');
-        match a.get(k) {
-            Some(v) => out.push_str(&serde_json::to_string(v).unwrap_or_default()),
-            None => out.push_str("null"),
-        }
-    }
-    out.push('}');
-    out
+    let mut out = Vec::new();
+    Canonical::new(fields).write(a, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 pub fn fingerprint(a: &ObservedAccount, fields: &[String]) -> String {
     let digest = Sha256::digest(canonical_json(a, fields).as_bytes());
     format!("sha256:{}", hex::encode(digest))
+}
+
+/// The `observed_fingerprint` of a listing (SPEC §7): `sha256:` over the canonical JSON of
+/// every account, sorted by id, each followed by a newline.
+pub fn observed_fingerprint(accounts: &[ObservedAccount], fields: &[String]) -> String {
+    let canonical = Canonical::new(fields);
+    let mut sorted: Vec<&ObservedAccount> = accounts.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut h = Sha256::new();
+    let mut buf = Vec::new();
+    for a in sorted {
+        buf.clear();
+        canonical.write(a, &mut buf);
+        buf.push(b'\n');
+        h.update(&buf);
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+/// [`canonical_json`] prepared once for many accounts: the keys sorted, deduplicated and
+/// written as JSON strings up front.
+#[derive(Clone, Debug)]
+pub struct Canonical {
+    /// (field name, `"name":` as JSON).
+    keys: Vec<(String, Vec<u8>)>,
+}
+
+impl Canonical {
+    pub fn new(fields: &[String]) -> Self {
+        let mut keys: Vec<&String> = fields.iter().collect();
+        keys.sort_by(|x, y| x.encode_utf16().cmp(y.encode_utf16()));
+        keys.dedup();
+        Canonical {
+            keys: keys
+                .into_iter()
+                .map(|k| {
+                    let mut json = serde_json::to_vec(k.as_str()).unwrap_or_default();
+                    json.push(b':');
+                    (k.clone(), json)
+                })
+                .collect(),
+        }
+    }
+
+    /// Append the canonical JSON of `a` to `out`.
+    pub fn write(&self, a: &ObservedAccount, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, (k, json)) in self.keys.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(json);
+            match a.get(k) {
+                Some(v) => {
+                    // Writing a string into a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut *out, v);
+                }
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        out.push(b'}');
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +112,82 @@ mod tests {
             r#"{"Email":"a@x","FirstName":"Zoë \"Q\"","UserId":"1"}"#
         );
         assert_ne!(fingerprint(&a, &fields), fp1);
+        // Duplicate and unsorted field lists give the same form, prepared or not.
+        let shuffled: Vec<String> = ["UserId", "Email", "FirstName", "Email"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut out = Vec::new();
+        Canonical::new(&shuffled).write(&a, &mut out);
+        assert_eq!(out, canonical_json(&a, &fields).into_bytes());
+    }
+
+    /// The prepared form writes what the straightforward one did (key sort per account,
+    /// `serde_json::to_string` per key and value), for awkward keys and values too.
+    #[test]
+    fn prepared_form_matches_the_reference() {
+        fn reference(a: &ObservedAccount, fields: &[String]) -> String {
+            let mut keys: Vec<&String> = fields.iter().collect();
+            keys.sort_by(|x, y| x.encode_utf16().cmp(y.encode_utf16()));
+            keys.dedup();
+            let mut out = String::from("{");
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(k.as_str()).unwrap());
+                out.push(':');
+                match a.get(k) {
+                    Some(v) => out.push_str(&serde_json::to_string(v).unwrap()),
+                    None => out.push_str("null"),
+                }
+            }
+            out.push('}');
+            out
+        }
+        let fields: Vec<String> = [
+            "Zed",
+            "ä",
+            "\u{10000}",
+            "\u{ffff}",
+            "A\"b",
+            "Email",
+            "Email",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let values = [
+            "",
+            "plain",
+            "tab\there",
+            "quote\"back\\slash",
+            "\u{1}ctl",
+            "Zoë 😀",
+        ];
+        let mut accounts = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            let mut a = ObservedAccount {
+                id: format!("{}", values.len() - i),
+                fields: BTreeMap::new(),
+                endpoints: BTreeSet::new(),
+            };
+            for (j, f) in fields.iter().enumerate() {
+                if (i + j) % 3 != 0 {
+                    a.fields.insert(f.clone(), v.to_string());
+                }
+            }
+            assert_eq!(canonical_json(&a, &fields), reference(&a, &fields));
+            accounts.push(a);
+        }
+        let mut h = Sha256::new();
+        let mut sorted: Vec<&ObservedAccount> = accounts.iter().collect();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        for a in sorted {
+            h.update(reference(a, &fields).as_bytes());
+            h.update(b"\n");
+        }
+        let want = format!("sha256:{}", hex::encode(h.finalize()));
+        assert_eq!(observed_fingerprint(&accounts, &fields), want);
     }
 }

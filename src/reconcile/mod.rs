@@ -77,12 +77,17 @@ const SUSPENDED: &str = "Suspended";
 
 /// Compare two values under a rule's comparison (absent = null = "").
 pub fn values_equal(field: &str, a: Option<&str>, b: Option<&str>, compare: Compare) -> bool {
+    values_equal_as(GUID_FIELDS.contains(&field), a, b, compare)
+}
+
+/// [`values_equal`] with the field's GUID-ness decided by the caller.
+fn values_equal_as(guid: bool, a: Option<&str>, b: Option<&str>, compare: Compare) -> bool {
     let a = a.filter(|s| !s.is_empty());
     let b = b.filter(|s| !s.is_empty());
     match (a, b) {
         (None, None) => true,
         (Some(x), Some(y)) => {
-            if GUID_FIELDS.contains(&field) {
+            if guid {
                 return x.eq_ignore_ascii_case(y);
             }
             match compare {
@@ -140,81 +145,41 @@ pub fn reconcile(input: &Input) -> Plan {
         held.insert((ns_of[*mi], k.clone()));
     }
 
-    // multiple_mappings: one anchor in two mappings.
+    // multiple_mappings: one anchor in two mappings (only possible with two mappings).
     // Anchor -> (first mapping, in more than one mapping).
-    let mut by_anchor: HashMap<&str, (usize, bool)> = HashMap::default();
-    by_anchor.reserve(input.desired.accounts.len());
-    for d in &input.desired.accounts {
-        if !d.anchor.is_empty() {
-            let e = by_anchor.entry(&d.anchor).or_insert((d.mapping, false));
-            if e.0 != d.mapping {
-                e.1 = true;
-            }
-        }
-    }
-    // The mappings of the (rare) anchors in more than one mapping.
     let mut multi_anchor: HashMap<&str, BTreeSet<usize>> = HashMap::default();
-    if by_anchor.values().any(|(_, multi)| *multi) {
+    if mappings.len() > 1 {
+        let mut by_anchor: HashMap<&str, (usize, bool)> = HashMap::default();
+        by_anchor.reserve(input.desired.accounts.len());
         for d in &input.desired.accounts {
-            if by_anchor
-                .get(d.anchor.as_str())
-                .is_some_and(|(_, multi)| *multi)
-            {
-                multi_anchor.entry(&d.anchor).or_default().insert(d.mapping);
+            if !d.anchor().is_empty() {
+                let e = by_anchor.entry(d.anchor()).or_insert((d.mapping, false));
+                if e.0 != d.mapping {
+                    e.1 = true;
+                }
             }
         }
-    }
-    // duplicate_key_source: one key, two entries, in one namespace.
-    let mut by_key: HashMap<(usize, &str), usize> = HashMap::default();
-    by_key.reserve(input.desired.accounts.len());
-    for d in &input.desired.accounts {
-        *by_key.entry((ns_of[d.mapping], &d.key)).or_default() += 1;
-    }
-    let mut valid: Vec<&DesiredAccount> = Vec::new();
-    for d in &input.desired.accounts {
-        let m = &mappings[d.mapping];
-        let ns = ns_of[d.mapping];
-        let conflict = |kind, reason: String| Conflict {
-            kind,
-            mapping: Some(m.name.clone()),
-            key: Some(d.key.clone()),
-            dn: Some(d.dn.clone()),
-            account_id: None,
-            reason,
-        };
-        if let Some(set) = multi_anchor.get(d.anchor.as_str()) {
-            let names: Vec<&str> = set.iter().map(|i| mappings[*i].name.as_str()).collect();
-            plan.conflicts.push(conflict(
-                ConflictKind::MultipleMappings,
-                format!("the entry is in scope of mappings {}", names.join(", ")),
-            ));
-            held.insert((ns, d.key.clone()));
-            continue;
+        // The mappings of the (rare) anchors in more than one mapping.
+        if by_anchor.values().any(|(_, multi)| *multi) {
+            for d in &input.desired.accounts {
+                if by_anchor.get(d.anchor()).is_some_and(|(_, multi)| *multi) {
+                    multi_anchor
+                        .entry(d.anchor())
+                        .or_default()
+                        .insert(d.mapping);
+                }
+            }
         }
-        let n = by_key[&(ns, d.key.as_str())];
-        if n > 1 {
-            plan.conflicts.push(conflict(
-                ConflictKind::DuplicateKeySource,
-                format!("{n} entries have {} {}", m.primary_key.ldap, d.key),
-            ));
-            held.insert((ns, d.key.clone()));
-            continue;
-        }
-        valid.push(d);
     }
 
-    // Observed accounts per namespace, keyed by the namespace's key field.
     let mut claimed: BTreeMap<&str, Vec<&DesiredAccount>> = BTreeMap::new(); // account id -> correlators
     let mut matched: Vec<(&DesiredAccount, &ObservedAccount)> = Vec::new();
     let mut creates: Vec<&DesiredAccount> = Vec::new();
     let mut managed_total = 0usize;
     let mut orphans: Vec<(&Mapping, &ObservedAccount, String)> = Vec::new();
+    // Accounts without a key, per namespace (the unmanaged ones are counted at the end).
+    let mut unkeyed_by_ns: Vec<Vec<&ObservedAccount>> = Vec::with_capacity(namespaces.len());
 
-    // Desired accounts per namespace.
-    let mut valid_by_ns: Vec<Vec<&DesiredAccount>> = vec![Vec::new(); namespaces.len()];
-    for d in &valid {
-        valid_by_ns[ns_of[d.mapping]].push(d);
-    }
     for (nsi, ns) in namespaces.iter().enumerate() {
         let ns_mappings: Vec<&Mapping> = mappings
             .iter()
@@ -223,127 +188,169 @@ pub fn reconcile(input: &Input) -> Plan {
             .map(|(_, m)| m)
             .collect();
         let key_field = ns_mappings[0].primary_key.carbonite.as_str();
+        let ns_desired: Vec<&DesiredAccount> = input
+            .desired
+            .accounts
+            .iter()
+            .filter(|d| ns_of[d.mapping] == nsi)
+            .collect();
         let accounts: Vec<&ObservedAccount> = input
             .observed
             .iter()
             .filter(|a| a.endpoints.iter().any(|e| ns.contains(e)))
             .collect();
-        // Key value -> (first account, number of accounts).
-        let mut by_value: HashMap<&str, (&ObservedAccount, usize)> = HashMap::default();
-        by_value.reserve(accounts.len());
+        // One slot per key value of the namespace: how many entries and accounts have it.
+        // The map only indexes `slots`, which are in first-seen order (desired first), so the
+        // passes below walk them sequentially.
+        let mut index: HashMap<&str, u32> = HashMap::default();
+        index.reserve(ns_desired.len().max(accounts.len()));
+        let mut slots: Vec<Slot> = Vec::with_capacity(ns_desired.len());
+        // duplicate_key_source: one key, two entries, in one namespace.
+        let desired_slot: Vec<usize> = ns_desired
+            .iter()
+            .map(|d| {
+                let i = slot_of(&mut index, &mut slots, d.key.as_str());
+                slots[i].entries += 1;
+                i
+            })
+            .collect();
         let mut unkeyed: Vec<&ObservedAccount> = Vec::new();
+        let mut any_duplicate = false;
         for a in &accounts {
             match a.get(key_field) {
-                Some(k) => by_value.entry(k).or_insert((a, 0)).1 += 1,
+                Some(k) => {
+                    let i = slot_of(&mut index, &mut slots, k);
+                    let slot = &mut slots[i];
+                    slot.accounts += 1;
+                    slot.first.get_or_insert(*a);
+                    any_duplicate |= slot.accounts > 1;
+                }
                 None => unkeyed.push(a),
             }
         }
+        managed_total += slots.iter().filter(|s| s.accounts == 1).count();
         // The accounts of duplicated key values (rare), in input order.
         let mut dup_lists: BTreeMap<&str, Vec<&ObservedAccount>> = BTreeMap::new();
-        if by_value.values().any(|(_, n)| *n > 1) {
+        if any_duplicate {
             for a in &accounts {
                 if let Some(k) = a.get(key_field)
-                    && by_value[k].1 > 1
+                    && slots[index[k] as usize].accounts > 1
                 {
                     dup_lists.entry(k).or_default().push(a);
                 }
             }
         }
-        let mut dup_keys = HashSet::default();
-        managed_total += by_value.values().filter(|(_, n)| *n == 1).count();
         for (k, list) in &dup_lists {
-            {
-                dup_keys.insert(*k);
-                held.insert((nsi, k.to_string()));
-                for a in list {
-                    plan.conflicts.push(Conflict {
-                        kind: ConflictKind::DuplicateKeyObserved,
-                        mapping: None,
-                        key: Some(k.to_string()),
-                        dn: None,
-                        account_id: Some(a.id.clone()),
-                        reason: format!("{} accounts have {key_field} {k}", list.len()),
-                    });
-                }
+            held.insert((nsi, k.to_string()));
+            for a in list {
+                plan.conflicts.push(Conflict {
+                    kind: ConflictKind::DuplicateKeyObserved,
+                    mapping: None,
+                    key: Some(k.to_string()),
+                    dn: None,
+                    account_id: Some(a.id.clone()),
+                    reason: format!("{} accounts have {key_field} {k}", list.len()),
+                });
             }
         }
-        let ns_desired = &valid_by_ns[nsi];
-        let mut desired_keys: HashSet<&str> = HashSet::default();
-        desired_keys.reserve(ns_desired.len());
-        for d in ns_desired {
-            desired_keys.insert(&d.key);
-            if dup_keys.contains(d.key.as_str()) {
+        for (d, &si) in ns_desired.iter().zip(&desired_slot) {
+            let m = &mappings[d.mapping];
+            let slot = &slots[si];
+            let conflict = |kind, reason: String| Conflict {
+                kind,
+                mapping: Some(m.name.clone()),
+                key: Some(d.key.clone()),
+                dn: Some(d.dn().to_string()),
+                account_id: None,
+                reason,
+            };
+            if let Some(set) = multi_anchor.get(d.anchor()) {
+                let names: Vec<&str> = set.iter().map(|i| mappings[*i].name.as_str()).collect();
+                plan.conflicts.push(conflict(
+                    ConflictKind::MultipleMappings,
+                    format!("the entry is in scope of mappings {}", names.join(", ")),
+                ));
+                held.insert((nsi, d.key.clone()));
+                continue;
+            }
+            if slot.entries > 1 {
+                plan.conflicts.push(conflict(
+                    ConflictKind::DuplicateKeySource,
+                    format!(
+                        "{} entries have {} {}",
+                        slot.entries, m.primary_key.ldap, d.key
+                    ),
+                ));
+                held.insert((nsi, d.key.clone()));
+                continue;
+            }
+            if slot.accounts > 1 {
                 continue; // its accounts are conflicts; the key is held
             }
-            match by_value.get(d.key.as_str()) {
-                Some((a, _)) => matched.push((d, *a)),
-                None => {
-                    let m = &mappings[d.mapping];
-                    let mut outcome = None;
-                    for rule in &m.correlate {
-                        let Some(want) = d
-                            .entry
-                            .first_text(&rule.ldap)
-                            .map(str::trim)
-                            .filter(|v| !v.is_empty())
-                        else {
-                            continue;
-                        };
-                        let cands: Vec<&ObservedAccount> = unkeyed
-                            .iter()
-                            .copied()
-                            .filter(|a| {
-                                values_equal(
-                                    &rule.carbonite,
-                                    a.get(&rule.carbonite),
-                                    Some(want),
-                                    rule.compare,
-                                )
-                            })
-                            .collect();
-                        match cands.len() {
-                            0 => continue,
-                            1 => {
-                                outcome = Some(Ok(cands[0]));
-                                break;
-                            }
-                            n => {
-                                outcome = Some(Err(format!(
-                                    "{n} accounts without a key have {} {want}",
-                                    rule.carbonite
-                                )));
-                                break;
-                            }
-                        }
+            if let Some(a) = slot.first {
+                matched.push((d, a));
+                continue;
+            }
+            let mut outcome = None;
+            for rule in &m.correlate {
+                let Some(want) = d
+                    .entry
+                    .first_text(&rule.ldap)
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                else {
+                    continue;
+                };
+                let cands: Vec<&ObservedAccount> = unkeyed
+                    .iter()
+                    .copied()
+                    .filter(|a| {
+                        values_equal(
+                            &rule.carbonite,
+                            a.get(&rule.carbonite),
+                            Some(want),
+                            rule.compare,
+                        )
+                    })
+                    .collect();
+                match cands.len() {
+                    0 => continue,
+                    1 => {
+                        outcome = Some(Ok(cands[0]));
+                        break;
                     }
-                    match outcome {
-                        Some(Ok(a)) => claimed.entry(&a.id).or_default().push(d),
-                        Some(Err(reason)) => {
-                            held.insert((nsi, d.key.clone()));
-                            plan.conflicts.push(Conflict {
-                                kind: ConflictKind::AmbiguousCorrelation,
-                                mapping: Some(m.name.clone()),
-                                key: Some(d.key.clone()),
-                                dn: Some(d.dn.clone()),
-                                account_id: None,
-                                reason,
-                            });
-                        }
-                        None => creates.push(d),
+                    n => {
+                        outcome = Some(Err(format!(
+                            "{n} accounts without a key have {} {want}",
+                            rule.carbonite
+                        )));
+                        break;
                     }
                 }
+            }
+            match outcome {
+                Some(Ok(a)) => claimed.entry(&a.id).or_default().push(d),
+                Some(Err(reason)) => {
+                    held.insert((nsi, d.key.clone()));
+                    plan.conflicts
+                        .push(conflict(ConflictKind::AmbiguousCorrelation, reason));
+                }
+                None => creates.push(d),
             }
         }
         // Orphans: managed accounts whose key no in-scope entry has and no conflict holds.
         let owned = ns_mappings.iter().all(|m| selected(m));
         if owned && input.options.plan_destructive {
-            for (k, (a, n)) in &by_value {
-                if *n != 1 || desired_keys.contains(k) || held.contains(nsi, k) {
+            for slot in &slots {
+                if slot.accounts != 1 || slot.entries > 0 || held.contains(nsi, slot.key) {
                     continue;
                 }
-                orphans.push((ns_mappings[0], *a, k.to_string()));
+                if let Some(a) = slot.first {
+                    orphans.push((ns_mappings[0], a, slot.key.to_string()));
+                }
             }
         }
+        unkeyed_by_ns.push(unkeyed);
     }
 
     // Correlation claims: an account claimed by two entries is ambiguous for both.
@@ -366,7 +373,7 @@ pub fn reconcile(input: &Input) -> Plan {
                     kind: ConflictKind::AmbiguousCorrelation,
                     mapping: Some(m.name.clone()),
                     key: Some(d.key.clone()),
-                    dn: Some(d.dn.clone()),
+                    dn: Some(d.dn().to_string()),
                     account_id: Some(id.to_string()),
                     reason: format!("account {id} matches {} entries", ds.len()),
                 });
@@ -393,8 +400,11 @@ pub fn reconcile(input: &Input) -> Plan {
             before: a.get(&m.primary_key.carbonite).map(str::to_string),
             after: Some(d.key.clone()),
         }];
-        for r in m.attributes.iter().filter(|r| r.field != STATUS) {
-            let want = d.fields.get(&r.field).cloned().flatten();
+        for (r, want) in m.attributes.iter().zip(d.values.iter()) {
+            if r.field == STATUS {
+                continue;
+            }
+            let want = want.clone();
             let have = a.get(&r.field);
             let write = if r.create_only || r.strength == Strength::Weak {
                 have.is_none() && want.is_some()
@@ -427,8 +437,8 @@ pub fn reconcile(input: &Input) -> Plan {
                 before: None,
                 after: Some(d.key.clone()),
             }];
-            for r in &m.attributes {
-                if let Some(Some(v)) = d.fields.get(&r.field) {
+            for (r, v) in m.attributes.iter().zip(d.values.iter()) {
+                if let Some(v) = v {
                     fields.push(FieldChange {
                         name: r.field.clone(),
                         before: None,
@@ -446,7 +456,7 @@ pub fn reconcile(input: &Input) -> Plan {
                     kind: ConflictKind::RequiredFieldEmpty,
                     mapping: Some(m.name.clone()),
                     key: Some(d.key.clone()),
-                    dn: Some(d.dn.clone()),
+                    dn: Some(d.dn().to_string()),
                     account_id: None,
                     reason: format!("cannot create without {}", missing.join(", ")),
                 });
@@ -457,6 +467,16 @@ pub fn reconcile(input: &Input) -> Plan {
     }
 
     // Update, reactivate, suspend of matched accounts.
+    // Per mapping and rule: (is the Status rule, is a GUID field); and the Status rule's index.
+    let rule_kinds: Vec<Vec<(bool, bool)>> = mappings
+        .iter()
+        .map(|m| {
+            m.attributes
+                .iter()
+                .map(|r| (r.field == STATUS, GUID_FIELDS.contains(&r.field.as_str())))
+                .collect()
+        })
+        .collect();
     let mut unchanged = 0usize;
     for (d, a) in &matched {
         let m = &mappings[d.mapping];
@@ -466,18 +486,18 @@ pub fn reconcile(input: &Input) -> Plan {
         let before = changes.len();
         if policy.update {
             let mut fields = Vec::new();
-            for r in m
-                .attributes
-                .iter()
-                .filter(|r| r.field != STATUS && !r.create_only)
-            {
-                let want = d.fields.get(&r.field).and_then(|v| v.as_deref());
+            let rules = m.attributes.iter().zip(&rule_kinds[d.mapping]);
+            for ((r, (status, guid)), want) in rules.zip(d.values.iter()) {
+                if *status || r.create_only {
+                    continue;
+                }
+                let want = want.as_deref();
                 let have = a.get(&r.field);
                 let write = match r.strength {
                     Strength::Weak => have.is_none() && want.is_some(),
                     Strength::Strong => {
                         let skip_empty = want.is_none() && r.omit_if_empty;
-                        !skip_empty && !values_equal(&r.field, have, want, r.compare)
+                        !skip_empty && !values_equal_as(*guid, have, want, r.compare)
                     }
                 };
                 if write {
@@ -535,28 +555,11 @@ pub fn reconcile(input: &Input) -> Plan {
     }
 
     // Unmanaged: accounts without a key that nothing adopted or claimed.
-    let mut unmanaged = 0usize;
-    for (nsi, ns) in namespaces.iter().enumerate() {
-        let key_field = mappings
-            .iter()
-            .enumerate()
-            .find(|(i, _)| ns_of[*i] == nsi)
-            .map(|(_, m)| m)
-            .map(|m| m.primary_key.carbonite.as_str())
-            .unwrap_or_default();
-        for a in input
-            .observed
-            .iter()
-            .filter(|a| a.endpoints.iter().any(|e| ns.contains(e)))
-        {
-            if a.get(key_field).is_none()
-                && !adopted_ids.contains(a.id.as_str())
-                && !conflicted_ids.contains(&a.id)
-            {
-                unmanaged += 1;
-            }
-        }
-    }
+    let unmanaged = unkeyed_by_ns
+        .iter()
+        .flatten()
+        .filter(|a| !adopted_ids.contains(a.id.as_str()) && !conflicted_ids.contains(&a.id))
+        .count();
 
     changes.sort_by(|x, y| (x.action, &x.mapping, &x.key).cmp(&(y.action, &y.mapping, &y.key)));
     plan.changes = changes;
@@ -583,6 +586,32 @@ pub fn reconcile(input: &Input) -> Plan {
     plan
 }
 
+/// A key value of a namespace: the entries and the accounts that have it.
+struct Slot<'a> {
+    key: &'a str,
+    entries: u32,
+    accounts: u32,
+    /// The first account with the key.
+    first: Option<&'a ObservedAccount>,
+}
+
+/// The slot of `key`, added when new.
+fn slot_of<'a>(
+    index: &mut HashMap<&'a str, u32>,
+    slots: &mut Vec<Slot<'a>>,
+    key: &'a str,
+) -> usize {
+    *index.entry(key).or_insert_with(|| {
+        slots.push(Slot {
+            key,
+            entries: 0,
+            accounts: 0,
+            first: None,
+        });
+        (slots.len() - 1) as u32
+    }) as usize
+}
+
 /// Keys held by conflicts, per namespace (looked up without allocating).
 struct Held(Vec<HashSet<String>>);
 
@@ -607,7 +636,7 @@ fn change(
         action,
         mapping: m.name.clone(),
         key: d.key.clone(),
-        dn: Some(d.dn.clone()),
+        dn: Some(d.dn().to_string()),
         account_id: a.map(|a| a.id.clone()),
         observed_fingerprint: fp,
         orchestrations: Vec::new(),
@@ -625,7 +654,7 @@ fn status_change(
     suspended_by_us: &BTreeSet<String>,
     fp: &dyn Fn(&ObservedAccount) -> Option<String>,
 ) {
-    let Some(want) = d.fields.get(STATUS).and_then(|v| v.as_deref()) else {
+    let Some(want) = d.get(m, STATUS).flatten() else {
         return;
     };
     let have = a.get(STATUS).unwrap_or(ACTIVE);

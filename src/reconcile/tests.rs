@@ -70,25 +70,22 @@ fn desired(mapping: usize, key: &str, email: &str, first: &str, status: &str) ->
     let mut e = Entry::new(format!("CN={key},DC=x"));
     e.push("mail", AttrValue::Text(email.into()));
     e.anchor = format!("anchor-{key}");
-    let mut fields = BTreeMap::new();
-    fields.insert("Email".into(), Some(email.to_lowercase()));
-    fields.insert(
-        "FirstName".into(),
+    // In the order of `mapping()`'s attributes: Email, FirstName, CompanyId, UserGroupId, Status.
+    let values = vec![
+        Some(email.to_lowercase()),
         if first.is_empty() {
             None
         } else {
             Some(first.into())
         },
-    );
-    fields.insert("CompanyId".into(), Some("c1".into()));
-    fields.insert("UserGroupId".into(), Some("g1".into()));
-    fields.insert("Status".into(), Some(status.into()));
+        Some("c1".into()),
+        Some("g1".into()),
+        Some(status.into()),
+    ];
     DesiredAccount {
         mapping,
         key: key.into(),
-        dn: e.dn.clone(),
-        anchor: e.anchor.clone(),
-        fields,
+        values: values.into_boxed_slice(),
         entry: Arc::new(e),
     }
 }
@@ -369,7 +366,7 @@ fn update_and_status_change_are_two_changes() {
 fn conflicts_hold_their_keys() {
     let mut d1 = desired(0, "E1", "a@x", "A", "Active");
     let d1b = desired(0, "E1", "a2@x", "A2", "Active");
-    d1.anchor = "x1".into();
+    Arc::make_mut(&mut d1.entry).anchor = "x1".into();
     let mut w = World::new(
         vec![
             d1,
@@ -422,7 +419,8 @@ fn one_anchor_in_two_mappings_is_a_conflict() {
         vec![],
     );
     w.mappings.push(mapping("contractors"));
-    w.desired.accounts[1].anchor = w.desired.accounts[0].anchor.clone();
+    let anchor = w.desired.accounts[0].anchor().to_string();
+    Arc::make_mut(&mut w.desired.accounts[1].entry).anchor = anchor;
     w.desired.entry_counts = vec![1, 1];
     w.baseline = Some([("employees".to_string(), 1), ("contractors".to_string(), 1)].into());
     let p = w.plan();

@@ -49,6 +49,7 @@
 mod check;
 mod context;
 mod error;
+mod fast;
 pub mod filters;
 mod lookup;
 mod refs;
@@ -181,6 +182,8 @@ pub struct CompiledCondition {
 struct Compiled {
     name: String,
     usage: Usage,
+    /// The fast path, when the template has one of its shapes (see [`fast`]).
+    fast: Option<fast::Fast>,
 }
 
 /// Gives each engine an id, so a handle is never rendered by another engine.
@@ -433,7 +436,11 @@ impl TemplateEngine {
         let index = self.compiled.len();
         let name = format!("t{index}{}", usage.escape().suffix());
         self.add(&name, source)?;
-        self.compiled.push(Compiled { name, usage });
+        // Escaping templates always go through minijinja (its formatter escapes).
+        let fast = (usage.escape() == Escape::Text)
+            .then(|| fast::Fast::parse(source))
+            .flatten();
+        self.compiled.push(Compiled { name, usage, fast });
         self.dedup.insert(key, index);
         Ok(CompiledTemplate {
             engine: self.id,
@@ -463,7 +470,11 @@ impl TemplateEngine {
         // A valid expression is also valid inside an `if` tag; the check above located any
         // problem in the expression's own coordinates.
         self.add(&name, &format!("{{% if ({expr}) %}}1{{% endif %}}"))?;
-        self.compiled.push(Compiled { name, usage });
+        self.compiled.push(Compiled {
+            name,
+            usage,
+            fast: None,
+        });
         self.dedup.insert(key, index);
         Ok(CompiledCondition {
             engine: self.id,
@@ -488,6 +499,14 @@ impl TemplateEngine {
     }
 
     fn run(&self, compiled: &Compiled, ctx: &RenderContext) -> Result<String, RenderError> {
+        if let Some(text) = compiled.fast.as_ref().and_then(|f| f.render(ctx)) {
+            return Ok(text);
+        }
+        self.run_vm(compiled, ctx)
+    }
+
+    /// Render through minijinja (no fast path).
+    fn run_vm(&self, compiled: &Compiled, ctx: &RenderContext) -> Result<String, RenderError> {
         let root = Arc::new(Root::new(
             self.env.clone(),
             self.formats.clone(),
@@ -511,6 +530,23 @@ impl TemplateEngine {
     ) -> Result<String, RenderError> {
         let compiled = self.lookup_compiled(template.engine, template.index)?;
         self.run(compiled, ctx)
+    }
+
+    /// Render through minijinja even when the template has a fast path (tests compare both).
+    #[cfg(test)]
+    fn render_vm(
+        &self,
+        template: &CompiledTemplate,
+        ctx: &RenderContext,
+    ) -> Result<String, RenderError> {
+        let compiled = self.lookup_compiled(template.engine, template.index)?;
+        self.run_vm(compiled, ctx)
+    }
+
+    /// Whether a compiled template has a fast path.
+    #[cfg(test)]
+    fn has_fast_path(&self, template: &CompiledTemplate) -> bool {
+        self.compiled[template.index].fast.is_some()
     }
 
     /// Evaluate a compiled condition for truthiness (Jinja rules: empty strings, `0`, empty

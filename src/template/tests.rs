@@ -599,6 +599,7 @@ fn secret_is_refused_at_render_time_too() {
     engine.compiled.push(Compiled {
         name: "bypass".into(),
         usage: Usage::Attribute,
+        fast: None,
     });
     let t = CompiledTemplate {
         engine: engine.id,
@@ -1075,6 +1076,95 @@ mod properties {
             for filter in ["guid", "sid", "filetime", "gentime", "normalize", "ascii", "split"] {
                 let t = engine.compile(&format!("{{{{ blob | {filter} }}}}"), Usage::Attribute).unwrap();
                 let _ = engine.render(&t, &ctx);
+            }
+        }
+
+        /// The fast path renders exactly what minijinja renders, for templates of its shapes
+        /// and near misses, against entries with any text (or binary, absent, multi-valued)
+        /// values, disabled or not, with and without extra variables, in both undefined modes.
+        #[test]
+        fn fast_path_renders_like_minijinja(
+            name in prop_oneof![
+                Just("mail".to_string()), Just("Mail".to_string()), Just("givenName".to_string()),
+                Just("blob".to_string()), Just("missing".to_string()), Just("dn".to_string()),
+                Just("disabled".to_string()), Just("anchor".to_string()), Just("format".to_string()),
+                Just("none".to_string()), Just("true".to_string()), Just("x1".to_string()),
+                "[a-zA-Z_][a-zA-Z0-9_]{0,6}",
+            ],
+            filter in prop_oneof![
+                Just(""), Just("lower"), Just("upper"), Just("trim"), Just("title"),
+                Just("length"), Just("lower | upper"),
+            ],
+            lit in prop_oneof![
+                "[a-zA-Z ]{0,6}", "\\PC{0,8}", Just("Corp".to_string()), Just(" sales ".to_string()),
+                Just("c1".to_string()),
+            ],
+            lit2 in "[a-zA-Z '\"]{0,6}",
+            ws in prop_oneof![Just(""), Just(" "), Just("  "), Just("\t")],
+            shape in 0usize..9,
+            value in prop_oneof!["\\PC{0,12}", "[ \t]{0,2}[a-zA-ZÅÖßİ]{0,5}[ \t]{0,2}"],
+            second in proptest::option::of("\\PC{0,4}"),
+            disabled in any::<bool>(),
+            strict in any::<bool>(),
+            with_var in any::<bool>(),
+            table in prop_oneof![Just("companies"), Just("userGroups")],
+        ) {
+            let source = match shape {
+                0 => lit.clone(),
+                1 => format!("{{{{{ws}{name}{ws}}}}}"),
+                2 if filter.is_empty() => format!("{{{{ {name} }}}}"),
+                2 => format!("{{{{{ws}{name}{ws}|{ws}{filter}{ws}}}}}"),
+                3 => format!("{{{{ '{lit}' if disabled else \"{lit2}\" }}}}"),
+                4 => format!("{{{{{ws}'{lit2}'{ws}if{ws}not disabled else '{lit}'{ws}}}}}"),
+                5 => format!("{{{{ lookup('{table}',{ws}'{lit}') }}}}"),
+                6 => format!("{{{{ lookup(\"{table}\", \"{value}\") }}}}"),
+                7 => format!("{{{{- {name} }}}}{lit}"),
+                _ => format!("{lit}{{{{ {name} | {filter} }}}}\n"),
+            };
+            let mut engine = TemplateEngine::new(settings(
+                if strict { Undefined::Strict } else { Undefined::Lenient },
+                &[],
+            ))
+            .unwrap();
+            let Ok(t) = engine.compile(&source, Usage::Attribute) else {
+                return Ok(());
+            };
+            let mut e = Entry::new("CN=Ann,DC=x");
+            e.anchor = "a-1".into();
+            e.disabled = disabled;
+            e.push("mail", AttrValue::Text(value.clone()));
+            if let Some(v) = &second {
+                e.push("mail", AttrValue::Text(v.clone()));
+            }
+            e.push("givenName", AttrValue::Text(lit.clone()));
+            e.push("blob", AttrValue::Binary(value.as_bytes().to_vec()));
+            e.push(&name, AttrValue::Text(value.clone()));
+            let mut ctx = ctx().with_entry(Arc::new(e));
+            if with_var {
+                ctx = ctx.with_var("mail", "from-var");
+            }
+            let fast = engine.render(&t, &ctx);
+            let vm = engine.render_vm(&t, &ctx);
+            prop_assert_eq!(fast, vm, "template {:?}", source);
+        }
+
+        /// The shapes the fast path claims are recognised (so the property above exercises it).
+        #[test]
+        fn fast_path_recognises_its_shapes(name in "[a-z][a-zA-Z0-9_]{0,6}", lit in "[a-z0-9 ]{0,8}") {
+            prop_assume!(!["not", "and", "or", "in", "is", "if", "else", "none", "true", "false",
+                "loop", "self", "super", "varargs", "kwargs", "dn", "disabled", "anchor", "user",
+                "account", "formats", "attrs", "all", "lookup", "secret", "format", "range", "dict",
+                "namespace"].contains(&name.as_str()));
+            let mut engine = engine();
+            for source in [
+                lit.clone(),
+                format!("{{{{ {name} }}}}"),
+                format!("{{{{ {name} | lower }}}}"),
+                format!("{{{{ '{lit}' if disabled else 'x' }}}}"),
+                format!("{{{{ lookup('companies', '{lit}') }}}}"),
+            ] {
+                let t = engine.compile(&source, Usage::Attribute).unwrap();
+                prop_assert!(engine.has_fast_path(&t), "{:?}", source);
             }
         }
     }
