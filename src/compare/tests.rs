@@ -24,21 +24,41 @@ fn mapping(name: &str) -> Mapping {
             carbonite: "UserCustom1".into(),
         },
         correlate: vec![],
-        attributes: vec![],
+        attributes: FIELDS
+            .iter()
+            .map(|f| crate::config::model::AttributeRule {
+                field: f.to_string(),
+                value: String::new(),
+                compare: crate::config::model::Compare::Exact,
+                create_only: false,
+                strength: crate::config::model::Strength::Strong,
+                omit_if_empty: false,
+            })
+            .collect(),
     }
 }
+
+/// The fields the test mapping renders, in its attribute order.
+const FIELDS: [&str; 2] = ["Email", "FirstName"];
 
 fn account(key: &str, fields: &[(&str, &str)]) -> DesiredAccount {
     DesiredAccount {
         mapping: 0,
         key: key.into(),
-        dn: format!("CN={key},DC=x"),
-        anchor: key.into(),
-        fields: fields
+        values: FIELDS
             .iter()
-            .map(|(k, v)| (k.to_string(), (!v.is_empty()).then(|| v.to_string())))
+            .map(|f| {
+                fields
+                    .iter()
+                    .find(|(k, _)| k == f)
+                    .and_then(|(_, v)| (!v.is_empty()).then(|| v.to_string()))
+            })
             .collect(),
-        entry: Arc::new(Entry::new(format!("CN={key},DC=x"))),
+        entry: Arc::new({
+            let mut e = Entry::new(format!("CN={key},DC=x"));
+            e.anchor = key.into();
+            e
+        }),
     }
 }
 
