@@ -366,6 +366,43 @@ async fn compute_inner(
     result
 }
 
+/// The template engine of a config (its `undefined` mode and formats).
+pub fn template_engine(cfg: &Config) -> Result<TemplateEngine, String> {
+    TemplateEngine::new(EngineSettings {
+        undefined: match cfg.integration.templates.undefined {
+            crate::config::model::UndefinedMode::Lenient => Undefined::Lenient,
+            crate::config::model::UndefinedMode::Strict => Undefined::Strict,
+        },
+        formats: cfg.integration.templates.formats.clone(),
+    })
+    .map_err(|e| {
+        format!(
+            "templates: {}",
+            e.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })
+}
+
+/// The engine with every mapping's templates compiled.
+pub fn compile_mappings(
+    cfg: &Config,
+) -> Result<(TemplateEngine, Vec<reconcile::CompiledMapping>), PassError> {
+    let mut engine = template_engine(cfg).map_err(PassError::Other)?;
+    let compiled = reconcile::desired::compile(&mut engine, &cfg.mappings).map_err(|e| {
+        PassError::Other(format!(
+            "templates: {}",
+            e.iter()
+                .map(|(w, i)| format!("{w}: {i}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
+    Ok((engine, compiled))
+}
+
 /// Endpoint groups the mappings read (sorted, deduplicated endpoint names), with their key field.
 pub fn endpoint_groups(cfg: &Config) -> BTreeMap<Vec<String>, String> {
     let mut groups: BTreeMap<Vec<String>, String> = BTreeMap::new();
@@ -421,31 +458,7 @@ fn finish(
         move || reconcile::fingerprint::observed_fingerprint(&observed, &fields)
     });
 
-    let mut engine = TemplateEngine::new(EngineSettings {
-        undefined: match cfg.integration.templates.undefined {
-            crate::config::model::UndefinedMode::Lenient => Undefined::Lenient,
-            crate::config::model::UndefinedMode::Strict => Undefined::Strict,
-        },
-        formats: cfg.integration.templates.formats.clone(),
-    })
-    .map_err(|e| {
-        PassError::Other(format!(
-            "templates: {}",
-            e.iter()
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        ))
-    })?;
-    let compiled = reconcile::desired::compile(&mut engine, &cfg.mappings).map_err(|e| {
-        PassError::Other(format!(
-            "templates: {}",
-            e.iter()
-                .map(|(w, i)| format!("{w}: {i}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ))
-    })?;
+    let (engine, compiled) = compile_mappings(cfg)?;
     let per_mapping = entries_per_mapping(cfg, entries);
     let ctx = RenderContext::new(Arc::new(LookupIndex::new(&tables)));
     let desired = reconcile::desired::render(&engine, &compiled, &per_mapping, &ctx);

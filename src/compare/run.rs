@@ -11,9 +11,7 @@ use serde::Serialize;
 use super::{Comparison, Side};
 use crate::carbonite::{CarboniteClient, ClientError, ClientOptions};
 use crate::config::Config;
-use crate::config::model::{
-    Auth, CarboniteTarget, DirectorySource as SourceConfig, USER_FIELDS, UndefinedMode,
-};
+use crate::config::model::{Auth, CarboniteTarget, DirectorySource as SourceConfig, USER_FIELDS};
 use crate::config::secret::SecretRef;
 use crate::directory::read::{plan_searches, read_mappings};
 use crate::directory::source::DirectorySource;
@@ -21,9 +19,7 @@ use crate::observed_cache::{CachedGroup, ObservedCache};
 use crate::pass::{ObservedMode, PassError, entries_per_mapping, now, rfc3339, to_observed};
 use crate::reconcile::{self, ObservedAccount};
 use crate::render::ObservedSource;
-use crate::template::{
-    EngineSettings, LookupIndex, LookupMode, LookupTables, RenderContext, TemplateEngine, Undefined,
-};
+use crate::template::{LookupIndex, LookupMode, LookupTables, RenderContext};
 
 /// What the caller decides.
 #[derive(Clone, Debug, Default)]
@@ -423,31 +419,7 @@ fn compute_side(
     observed: &Observed,
     state_dir: &Path,
 ) -> Result<Computed, PassError> {
-    let mut engine = TemplateEngine::new(EngineSettings {
-        undefined: match cfg.integration.templates.undefined {
-            UndefinedMode::Lenient => Undefined::Lenient,
-            UndefinedMode::Strict => Undefined::Strict,
-        },
-        formats: cfg.integration.templates.formats.clone(),
-    })
-    .map_err(|e| {
-        PassError::Other(format!(
-            "templates: {}",
-            e.iter()
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        ))
-    })?;
-    let compiled = reconcile::desired::compile(&mut engine, &cfg.mappings).map_err(|e| {
-        PassError::Other(format!(
-            "templates: {}",
-            e.iter()
-                .map(|(w, i)| format!("{w}: {i}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ))
-    })?;
+    let (engine, compiled) = crate::pass::compile_mappings(cfg)?;
     let per_mapping = entries_per_mapping(cfg, entries);
     let tables = observed.tables.clone().unwrap_or_default();
     let mut ctx = RenderContext::new(Arc::new(LookupIndex::new(&tables)));

@@ -23,8 +23,8 @@ use crate::directory::{AttrValue, Entry};
 use crate::reconcile::{Action, Change};
 use crate::template::AttributeRefs;
 use crate::template::{
-    CompiledCondition, CompiledTemplate, EngineSettings, Escape, RenderContext, SecretResolver,
-    TemplateEngine, Undefined, Usage,
+    CompiledCondition, CompiledTemplate, Escape, RenderContext, SecretResolver, TemplateEngine,
+    Usage,
 };
 
 /// A compiled webhook.
@@ -238,19 +238,7 @@ impl Hooks {
     /// Compile the config's webhooks and orchestrations (`validate` already checked them: an
     /// error here is unexpected and reported as a message).
     pub fn compile(cfg: &Config) -> Result<Hooks, String> {
-        let mut engine = TemplateEngine::new(EngineSettings {
-            undefined: match cfg.integration.templates.undefined {
-                crate::config::model::UndefinedMode::Lenient => Undefined::Lenient,
-                crate::config::model::UndefinedMode::Strict => Undefined::Strict,
-            },
-            formats: cfg.integration.templates.formats.clone(),
-        })
-        .map_err(|e| {
-            e.iter()
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        })?;
+        let mut engine = crate::pass::template_engine(cfg)?;
         let issues = |what: String| {
             move |e: Vec<crate::template::TemplateIssue>| {
                 format!(
