@@ -366,30 +366,7 @@ pub fn markdown(r: &CompareReport) -> String {
             sections.push((format!("{title} ({})", list.len()), items));
         }
     }
-    let mut body = String::new();
-    let mut omitted = 0usize;
-    for (title, items) in sections {
-        let open = format!("\n<details><summary>{title}</summary>\n\n");
-        let close = "\n</details>\n";
-        if head.len() + body.len() + open.len() + close.len() + tail_reserve > MAX_CHARS {
-            omitted += items.len();
-            continue;
-        }
-        body.push_str(&open);
-        let mut shown = 0;
-        for it in &items {
-            if head.len() + body.len() + it.len() + close.len() + tail_reserve > MAX_CHARS {
-                break;
-            }
-            body.push_str(it);
-            shown += 1;
-        }
-        if shown < items.len() {
-            let _ = writeln!(body, "\n_… {} more not shown._", items.len() - shown);
-            omitted += items.len() - shown;
-        }
-        body.push_str(close);
-    }
+    let (body, omitted) = super::details_within(head.len() + tail_reserve, sections, MAX_CHARS);
     let mut out = head;
     out.push_str(&body);
     if omitted > 0 {

@@ -75,8 +75,6 @@ pub fn render(r: &PlanReport) -> String {
 
     // Details, section by section, until the budget is spent.
     let tail_reserve = 400;
-    let mut body = String::new();
-    let mut omitted = 0usize;
     let mut sections: Vec<(String, Vec<String>)> = Vec::new();
     for action in Action::ALL {
         let items: Vec<String> = plan
@@ -105,28 +103,7 @@ pub fn render(r: &PlanReport) -> String {
             .collect();
         sections.push((format!("conflicts ({})", plan.conflicts.len()), items));
     }
-    for (title, items) in sections {
-        let open = format!("\n<details><summary>{title}</summary>\n\n");
-        let close = "\n</details>\n";
-        if head.len() + body.len() + open.len() + close.len() + tail_reserve > MAX_CHARS {
-            omitted += items.len();
-            continue;
-        }
-        body.push_str(&open);
-        let mut shown = 0;
-        for it in &items {
-            if head.len() + body.len() + it.len() + close.len() + tail_reserve > MAX_CHARS {
-                break;
-            }
-            body.push_str(it);
-            shown += 1;
-        }
-        if shown < items.len() {
-            let _ = writeln!(body, "\n_… {} more not shown._", items.len() - shown);
-            omitted += items.len() - shown;
-        }
-        body.push_str(close);
-    }
+    let (body, omitted) = super::details_within(head.len() + tail_reserve, sections, MAX_CHARS);
     let mut out = head;
     out.push_str(&body);
     if omitted > 0 {

@@ -117,3 +117,39 @@ fn show(v: &Option<String>) -> &str {
 
 #[cfg(test)]
 mod tests;
+
+/// Markdown `<details>` sections, one per (title, items), appended while the text stays within
+/// `max` characters given `used` already spent; items that do not fit are counted. Returns the
+/// sections' text and the number of items left out.
+pub(crate) fn details_within(
+    used: usize,
+    sections: Vec<(String, Vec<String>)>,
+    max: usize,
+) -> (String, usize) {
+    use std::fmt::Write as _;
+    let mut body = String::new();
+    let mut omitted = 0usize;
+    for (title, items) in sections {
+        let open = format!("\n<details><summary>{title}</summary>\n\n");
+        let close = "\n</details>\n";
+        if used + body.len() + open.len() + close.len() > max {
+            omitted += items.len();
+            continue;
+        }
+        body.push_str(&open);
+        let mut shown = 0;
+        for it in &items {
+            if used + body.len() + it.len() + close.len() > max {
+                break;
+            }
+            body.push_str(it);
+            shown += 1;
+        }
+        if shown < items.len() {
+            let _ = writeln!(body, "\n_… {} more not shown._", items.len() - shown);
+            omitted += items.len() - shown;
+        }
+        body.push_str(close);
+    }
+    (body, omitted)
+}
