@@ -254,4 +254,15 @@ spec:
         "   ratio: {:.2}x (target 1.2x)",
         p.as_secs_f64() / l.as_secs_f64()
     );
+    // PLAN_BENCH_HOLD=SECS keeps the servers up for manual profiling of the same setup.
+    if let Some(secs) = std::env::var("PLAN_BENCH_HOLD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        println!(
+            "   holding: -C {} (BENCH_BIND_PW, BENCH_API_KEY=bench)",
+            cfg.display()
+        );
+        std::thread::sleep(Duration::from_secs(secs));
+    }
 }
