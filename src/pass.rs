@@ -69,6 +69,9 @@ pub struct PassOptions {
     /// The directory read was incremental (watch): no suspends/deletes are planned (SPEC §12:
     /// only full reads plan them).
     pub incremental: bool,
+    /// The observed-state cache as the caller already holds it (watch keeps it between
+    /// passes): used instead of reading the file when the accounts come from the cache.
+    pub cache: Option<Arc<ObservedCache>>,
 }
 
 /// Desired values of one account: every written field (the key field included), `None` empty.
@@ -248,14 +251,17 @@ async fn compute_inner(
     let started = now();
     let groups = endpoint_groups(cfg);
     if opts.observed == ObservedMode::Cache {
-        let cache = ObservedCache::load(state_dir, client.tenant_key())?;
+        let observed = match &opts.cache {
+            Some(held) => from_cache_ref(held),
+            None => from_cache(ObservedCache::load(state_dir, client.tenant_key())?),
+        };
         let entries = read_directory.await;
         return finish(
             cfg,
             state_dir,
             client.ledger(),
             entries,
-            Ok(from_cache(cache)),
+            Ok(observed),
             opts,
             started,
         );
@@ -424,6 +430,16 @@ fn core_accounts(groups: &[CachedGroup]) -> Vec<ObservedAccount> {
         .flat_map(|g| g.accounts.iter())
         .filter_map(to_observed)
         .collect()
+}
+
+fn from_cache_ref(cache: &ObservedCache) -> Observed {
+    Observed {
+        accounts: core_accounts(&cache.groups),
+        tables: cache.lookup_tables.clone(),
+        source: ObservedSource::Cache,
+        listed_at: now(),
+        cache_listed_at: Some(cache.listed_at.clone()),
+    }
 }
 
 fn from_cache(cache: ObservedCache) -> Observed {

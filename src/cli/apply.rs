@@ -234,6 +234,7 @@ async fn with_client(
                 allow_destructive: args.allow_destructive,
                 observed: args.observed,
                 incremental: false,
+                cache: None,
             };
             let result = pass::compute_with(cfg, state_dir, &opts, client)
                 .await

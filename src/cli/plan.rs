@@ -63,6 +63,7 @@ pub fn run(global: &super::GlobalArgs, args: Args, out: &Output) -> CommandResul
         allow_destructive: args.allow_destructive,
         observed: args.observed,
         incremental: false,
+        cache: None,
     };
     let state_dir = global.state_dir();
     let result = super::block_on(pass::compute(&cfg, &state_dir, &opts))?.map_err(pass_error)?;

@@ -125,6 +125,8 @@ pub async fn run(
             ),
         };
     let mut last_full_at = SystemTime::now();
+    // The observed-state cache, parsed once and kept while nothing rewrites the file.
+    let mut held_cache: Option<Arc<ObservedCache>> = None;
     let mut last_refresh = cache_listed_at(&cfg, state_dir);
     out.status(&format!(
         "watch: passes every {}, full Carbonite listing every {} at most (paced to the budget)",
@@ -153,6 +155,7 @@ pub async fn run(
                                 let _ = old.close().await;
                                 entry_cache =
                                     entries::EntryCache::new(&new, directory_location(&new));
+                                held_cache = None;
                                 last_full = None;
                                 cfg = new;
                             }
@@ -191,6 +194,11 @@ pub async fn run(
         }
         let refresh_due = refresh_due(&cfg, state_dir, &client, last_refresh, opts.full_refresh);
         let full = last_full.is_none_or(|t| t.elapsed() >= opts.full_read);
+        if held_cache.is_none() && !refresh_due {
+            held_cache = ObservedCache::load(state_dir, client.tenant_key())
+                .ok()
+                .map(Arc::new);
+        }
         let started = Instant::now();
         let outcome = one_pass(
             &cfg,
@@ -198,12 +206,16 @@ pub async fn run(
             &client,
             &journal,
             &stop,
-            refresh_due,
+            (refresh_due, held_cache.clone()),
             (&mut entry_cache, full),
             &health,
             out,
         )
         .await;
+        // A listing or a write rewrote the cache file: parse it again next time.
+        if !matches!(&outcome, Ok(p) if !p.listed && !p.wrote) {
+            held_cache = None;
+        }
         if matches!(&outcome, Ok(p) if p.full_read) {
             last_full = Some(started);
             last_full_at = SystemTime::now() - started.elapsed();
@@ -343,6 +355,8 @@ struct PassReport {
     error: Option<String>,
     /// The directory read was complete.
     full_read: bool,
+    /// Changes were executed (the executor rewrote the cache file).
+    wrote: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -352,7 +366,7 @@ async fn one_pass(
     client: &CarboniteClient,
     journal: &Journal,
     stop: &Arc<StopFlag>,
-    refresh: bool,
+    (refresh, held): (bool, Option<Arc<ObservedCache>>),
     (entry_cache, full): (&mut entries::EntryCache, bool),
     health: &Health,
     out: &Output,
@@ -379,6 +393,7 @@ async fn one_pass(
             ObservedMode::Cache
         },
         incremental: !read.full,
+        cache: held,
     };
     let result =
         match pass::compute_with_entries(cfg, state_dir, &opts, client, entries.clone()).await {
@@ -407,6 +422,7 @@ async fn one_pass(
             listed,
             error: Some("refused by minSourceEntries".into()),
             full_read: read.full,
+            wrote: false,
         });
     }
     let mut failed = 0usize;
@@ -497,6 +513,7 @@ async fn one_pass(
         listed,
         error,
         full_read: read.full,
+        wrote: !plan.changes.is_empty(),
     })
 }
 
