@@ -1583,27 +1583,41 @@ impl CarboniteClient {
         Ok((method.clone(), url, Self::route_key(&method, &route.path)))
     }
 
-    /// `getUser`: the account, or `None` on 404.
-    pub async fn get_user(&self, id: &str) -> Result<Option<Account>, ClientError> {
-        let op = format!("get user {id}");
-        let (method, url, route) = self.route_call_parts(&self.routes.get_user, Some(id), &op)?;
+    /// One call to a configured route (`getUser`, `createUser`, ...) with the bearer token:
+    /// the method, the URL as shown in messages (redacted), and the answer or the failure.
+    async fn call_route(
+        &self,
+        op: &str,
+        route: &crate::config::model::Route,
+        id: Option<&str>,
+        kind: Kind,
+        body: Option<Value>,
+    ) -> Result<(Method, String, Result<Reply, Failure>), ClientError> {
+        let (method, url, key) = self.route_call_parts(route, id, op)?;
         let shown = self.redactor.url(&url);
         let call = Call {
-            op: &op,
-            kind: Kind::Read,
+            op,
+            kind,
             method: method.clone(),
             url,
-            route: Some(route),
+            route: Some(key),
             bearer: true,
             headers: Vec::new(),
-            body: None,
+            body,
             raw: None,
             timeout: None,
         };
-        let reply = self
-            .execute(&call)
-            .await
-            .map_err(|f| f.into_error(&op, &method, &shown))?;
+        let result = self.execute(&call).await;
+        Ok((method, shown, result))
+    }
+
+    /// `getUser`: the account, or `None` on 404.
+    pub async fn get_user(&self, id: &str) -> Result<Option<Account>, ClientError> {
+        let op = format!("get user {id}");
+        let (method, shown, result) = self
+            .call_route(&op, &self.routes.get_user, Some(id), Kind::Read, None)
+            .await?;
+        let reply = result.map_err(|f| f.into_error(&op, &method, &shown))?;
         match reply.status {
             404 => Ok(None),
             200..=299 => account_of(&reply.body)
@@ -1630,21 +1644,16 @@ impl CarboniteClient {
             .unwrap_or("(no Email)")
             .to_string();
         let op = format!("create user {email}");
-        let (method, url, route) = self.route_call_parts(&self.routes.create_user, None, &op)?;
-        let shown = self.redactor.url(&url);
-        let call = Call {
-            op: &op,
-            kind: Kind::Create,
-            method: method.clone(),
-            url,
-            route: Some(route),
-            bearer: true,
-            headers: Vec::new(),
-            body: Some(write_body(fields, audit)),
-            raw: None,
-            timeout: None,
-        };
-        match self.execute(&call).await {
+        let (_, shown, result) = self
+            .call_route(
+                &op,
+                &self.routes.create_user,
+                None,
+                Kind::Create,
+                Some(write_body(fields, audit)),
+            )
+            .await?;
+        match result {
             Err(Failure::Unknown(reason)) => Err(CreateError::UnknownOutcome { email, reason }),
             Err(Failure::Error(e)) => Err(CreateError::NotSent(e)),
             Ok(reply) if (200..300).contains(&reply.status) => {
@@ -1680,25 +1689,16 @@ impl CarboniteClient {
         audit: &str,
     ) -> Result<Account, ClientError> {
         let op = format!("update user {id}");
-        let (method, url, route) =
-            self.route_call_parts(&self.routes.update_user, Some(id), &op)?;
-        let shown = self.redactor.url(&url);
-        let call = Call {
-            op: &op,
-            kind: Kind::Write,
-            method: method.clone(),
-            url,
-            route: Some(route),
-            bearer: true,
-            headers: Vec::new(),
-            body: Some(write_body(changed, audit)),
-            raw: None,
-            timeout: None,
-        };
-        let reply = self
-            .execute(&call)
-            .await
-            .map_err(|f| f.into_error(&op, &method, &shown))?;
+        let (method, shown, result) = self
+            .call_route(
+                &op,
+                &self.routes.update_user,
+                Some(id),
+                Kind::Write,
+                Some(write_body(changed, audit)),
+            )
+            .await?;
+        let reply = result.map_err(|f| f.into_error(&op, &method, &shown))?;
         if !(200..300).contains(&reply.status) {
             return Err(self.api_error(&op, &method, &shown, &reply));
         }
@@ -1711,25 +1711,10 @@ impl CarboniteClient {
     /// `deleteUser`. A 404 is [`DeleteOutcome::AlreadyGone`].
     pub async fn delete_user(&self, id: &str) -> Result<DeleteOutcome, ClientError> {
         let op = format!("delete user {id}");
-        let (method, url, route) =
-            self.route_call_parts(&self.routes.delete_user, Some(id), &op)?;
-        let shown = self.redactor.url(&url);
-        let call = Call {
-            op: &op,
-            kind: Kind::Write,
-            method: method.clone(),
-            url,
-            route: Some(route),
-            bearer: true,
-            headers: Vec::new(),
-            body: None,
-            raw: None,
-            timeout: None,
-        };
-        let reply = self
-            .execute(&call)
-            .await
-            .map_err(|f| f.into_error(&op, &method, &shown))?;
+        let (method, shown, result) = self
+            .call_route(&op, &self.routes.delete_user, Some(id), Kind::Write, None)
+            .await?;
+        let reply = result.map_err(|f| f.into_error(&op, &method, &shown))?;
         match reply.status {
             200..=299 => Ok(DeleteOutcome::Deleted),
             404 => Ok(DeleteOutcome::AlreadyGone),
