@@ -125,6 +125,9 @@ fn main() {
             Arc::new(e)
         })
         .collect();
+    let endpoints = Arc::new(std::collections::BTreeSet::from([
+        "carbonite-users".to_string()
+    ]));
     let observed: Vec<ObservedAccount> = (0..n)
         .map(|i| {
             let mut f = BTreeMap::new();
@@ -141,8 +144,8 @@ fn main() {
             f.insert("Status".to_string(), "Active".into());
             ObservedAccount {
                 id: f["UserId"].clone(),
-                fields: f,
-                endpoints: ["carbonite-users".to_string()].into(),
+                fields: f.into_iter().collect(),
+                endpoints: endpoints.clone(),
             }
         })
         .collect();

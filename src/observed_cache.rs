@@ -97,9 +97,10 @@ impl ObservedCache {
     /// Write it atomically, mode 0600, creating the state dir if needed.
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         crate::state::ensure_state_dir(state_dir)?;
-        let mut bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        bytes.push(b'\n');
-        crate::state::write_atomic(&Self::path(state_dir), &bytes, false)
+        crate::state::write_atomic_with(&Self::path(state_dir), false, |w| {
+            serde_json::to_writer(&mut *w, self).map_err(std::io::Error::other)?;
+            w.write_all(b"\n")
+        })
     }
 
     /// Every account of every group, in order.

@@ -96,14 +96,30 @@ pub struct PassResult {
 }
 
 /// The accounts and lookup tables a pass diffs against, and where they came from.
-struct Observed {
-    /// The accounts of every group, in the core's form.
-    accounts: Vec<ObservedAccount>,
+struct Observed<'a> {
+    /// The listed accounts of every group (converted to the core's form in `finish`, on
+    /// another thread while the desired state is rendered).
+    accounts: Listed<'a>,
     tables: crate::template::LookupTables,
     source: ObservedSource,
     listed_at: SystemTime,
     /// RFC 3339 listing time of the cache, when the source is the cache.
     cache_listed_at: Option<String>,
+}
+
+/// Listed accounts: owned (shared with the thread writing the cache) or the caller's cache.
+enum Listed<'a> {
+    Owned(Arc<ObservedCache>),
+    Borrowed(&'a ObservedCache),
+}
+
+impl Listed<'_> {
+    fn groups(&self) -> &[CachedGroup] {
+        match self {
+            Listed::Owned(c) => &c.groups,
+            Listed::Borrowed(c) => &c.groups,
+        }
+    }
 }
 
 /// The time the pass considers "now": `CARBONITE_SYNC_NOW` (RFC 3339; a testing aid that keeps
@@ -311,6 +327,15 @@ async fn compute_inner(
         );
     }
 
+    let clock = std::time::Instant::now();
+    let read_directory = async {
+        let r = read_directory.await;
+        tracing::debug!(
+            ms = clock.elapsed().as_millis() as u64,
+            "pass: directory read"
+        );
+        r
+    };
     let read_carbonite = async {
         let mut listed = Vec::new();
         for (endpoints, key_field) in &groups {
@@ -321,24 +346,26 @@ async fn compute_inner(
             });
         }
         let tables = client.lookup_tables().await?;
-        // Converted here, while the directory may still be read.
-        let accounts = core_accounts(&listed);
-        Ok::<_, ClientError>((listed, tables, accounts))
+        tracing::debug!(
+            ms = clock.elapsed().as_millis() as u64,
+            "pass: accounts listed"
+        );
+        Ok::<_, ClientError>((listed, tables))
     };
     let (entries, listed) = tokio::join!(read_directory, read_carbonite);
     let listed_at = now();
     // The cache is written on another thread while the pass goes on (joined before returning).
     let mut saving = None;
-    let observed = listed.map(|(groups, tables, accounts)| {
-        let cache = ObservedCache {
+    let observed = listed.map(|(groups, tables)| {
+        let cache = Arc::new(ObservedCache {
             version: crate::observed_cache::VERSION,
             tenant: client.tenant_key().to_string(),
             listed_at: rfc3339(listed_at),
             groups,
             lookup_tables: tables,
-        };
+        });
         let observed = Observed {
-            accounts,
+            accounts: Listed::Owned(cache.clone()),
             tables: cache.lookup_tables.clone(),
             source: ObservedSource::Live,
             listed_at,
@@ -364,11 +391,13 @@ async fn compute_inner(
         opts,
         started,
     );
+    tracing::debug!("pass: finished");
     if let Some(saving) = saving
         && let Err(panic) = saving.join()
     {
         std::panic::resume_unwind(panic);
     }
+    tracing::debug!("pass: cache saved");
     result
 }
 
@@ -432,9 +461,9 @@ fn core_accounts(groups: &[CachedGroup]) -> Vec<ObservedAccount> {
         .collect()
 }
 
-fn from_cache_ref(cache: &ObservedCache) -> Observed {
+fn from_cache_ref(cache: &ObservedCache) -> Observed<'_> {
     Observed {
-        accounts: core_accounts(&cache.groups),
+        accounts: Listed::Borrowed(cache),
         tables: cache.lookup_tables.clone(),
         source: ObservedSource::Cache,
         listed_at: now(),
@@ -442,13 +471,14 @@ fn from_cache_ref(cache: &ObservedCache) -> Observed {
     }
 }
 
-fn from_cache(cache: ObservedCache) -> Observed {
+fn from_cache(cache: ObservedCache) -> Observed<'static> {
+    let cache = Arc::new(cache);
     Observed {
-        accounts: core_accounts(&cache.groups),
-        tables: cache.lookup_tables,
+        tables: cache.lookup_tables.clone(),
         source: ObservedSource::Cache,
         listed_at: now(),
-        cache_listed_at: Some(cache.listed_at),
+        cache_listed_at: Some(cache.listed_at.clone()),
+        accounts: Listed::Owned(cache),
     }
 }
 
@@ -457,7 +487,7 @@ fn finish(
     state_dir: &Path,
     ledger: &Ledger,
     entries: Result<crate::directory::read::MappingEntries, DirectoryError>,
-    listed: Result<Observed, ClientError>,
+    listed: Result<Observed<'_>, ClientError>,
     opts: &PassOptions,
     started: SystemTime,
 ) -> Result<PassResult, PassError> {
@@ -465,19 +495,34 @@ fn finish(
     let listed = listed?;
     let listed_at = listed.listed_at;
     let tables = listed.tables;
-    let observed = Arc::new(listed.accounts);
     let mut fields: Vec<String> = USER_FIELDS.iter().map(|s| s.to_string()).collect();
     fields.extend(cfg.integration.carbonite.extra_fields.iter().cloned());
+
+    let clock = std::time::Instant::now();
+    let (engine, compiled) = compile_mappings(cfg)?;
+    // The listed accounts are converted to the core's form on another thread while the desired
+    // state is rendered on this one.
+    let ctx = RenderContext::new(Arc::new(LookupIndex::new(&tables)));
+    let (desired, observed, per_mapping) = std::thread::scope(|s| {
+        let converting = s.spawn(|| core_accounts(listed.accounts.groups()));
+        let per_mapping = entries_per_mapping(cfg, entries);
+        let desired = reconcile::desired::render(&engine, &compiled, &per_mapping, &ctx);
+        let observed = converting
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (desired, Arc::new(observed), per_mapping)
+    });
+    drop(listed.accounts);
     // The observed fingerprint is computed on another thread meanwhile.
     let fingerprinting = std::thread::spawn({
         let (observed, fields) = (observed.clone(), fields.clone());
         move || reconcile::fingerprint::observed_fingerprint(&observed, &fields)
     });
-
-    let (engine, compiled) = compile_mappings(cfg)?;
-    let per_mapping = entries_per_mapping(cfg, entries);
-    let ctx = RenderContext::new(Arc::new(LookupIndex::new(&tables)));
-    let desired = reconcile::desired::render(&engine, &compiled, &per_mapping, &ctx);
+    tracing::debug!(
+        ms = clock.elapsed().as_millis() as u64,
+        accounts = desired.accounts.len(),
+        "pass: desired state rendered"
+    );
 
     let state = crate::state::StateFiles::new(state_dir);
     let suspended = state.suspended();
@@ -496,6 +541,11 @@ fn finish(
             plan_destructive: !opts.incremental,
         },
     });
+    tracing::debug!(
+        ms = clock.elapsed().as_millis() as u64,
+        changes = plan.changes.len(),
+        "pass: reconciled"
+    );
 
     let by_key: std::collections::HashMap<(usize, &str), &reconcile::desired::DesiredAccount> =
         desired
@@ -529,7 +579,7 @@ fn finish(
                     let mut m: serde_json::Map<String, serde_json::Value> = a
                         .fields
                         .iter()
-                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
                         .collect();
                     m.insert("UserId".into(), serde_json::Value::String(a.id.clone()));
                     serde_json::Value::Object(m)
@@ -585,9 +635,14 @@ fn finish(
         .schedule(&planned, listed_at)
         .ok()
         .map(|s| rfc3339(s.completion));
+    tracing::debug!(ms = clock.elapsed().as_millis() as u64, "pass: estimated");
     let observed_fingerprint = fingerprinting
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    tracing::debug!(
+        ms = clock.elapsed().as_millis() as u64,
+        "pass: fingerprinted"
+    );
     let meta = PlanMeta {
         generated_at: rfc3339(started),
         config_digest: config_digest(cfg),
@@ -632,6 +687,11 @@ fn finish(
         .zip(&desired.entry_counts)
         .map(|(m, n)| (m.name.clone(), *n as u64))
         .collect();
+    // Freeing the entries, the desired state and the observed accounts one allocation at a time
+    // takes tens of milliseconds at 100k users: another thread does it.
+    drop(by_key);
+    let garbage = (desired, observed, per_mapping);
+    std::thread::spawn(move || drop(garbage));
     Ok(PassResult {
         plan,
         meta,
@@ -677,15 +737,30 @@ pub fn to_observed(a: &crate::carbonite::ObservedAccount) -> Option<ObservedAcco
     Some(observed_from(
         a.id.clone()?,
         &a.fields,
-        a.endpoints.iter().cloned().collect(),
+        endpoint_set(&a.endpoints),
     ))
+}
+
+/// The shared set of these endpoint names (the previous set again when it is the same: most
+/// accounts of a listing were listed by the same endpoints).
+fn endpoint_set(names: &[String]) -> Arc<BTreeSet<String>> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Arc<BTreeSet<String>>> = Default::default();
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.len() != names.len() || !names.iter().all(|n| last.contains(n)) {
+            *last = Arc::new(names.iter().cloned().collect());
+        }
+        last.clone()
+    })
 }
 
 /// An account's wire fields -> the core's view (string fields, empty values dropped).
 pub fn observed_from(
     id: String,
     fields: &serde_json::Map<String, serde_json::Value>,
-    endpoints: BTreeSet<String>,
+    endpoints: Arc<BTreeSet<String>>,
 ) -> ObservedAccount {
     let fields = fields
         .iter()
@@ -697,7 +772,7 @@ pub fn observed_from(
                 serde_json::Value::Number(n) => n.to_string(),
                 _ => return None,
             };
-            (!s.is_empty()).then(|| (k.clone(), s))
+            (!s.is_empty()).then_some((k, s))
         })
         .collect();
     ObservedAccount {

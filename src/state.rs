@@ -1,7 +1,7 @@
 //! The state directory (SPEC §10): created on first use with a `.gitignore` of `*`, so a state
 //! dir inside a git work tree is never committed; owner-only permissions.
 
-use std::io::Write as _;
+use std::io::Write;
 use std::path::Path;
 
 /// Create `dir` (and its parents) if needed, with a `.gitignore` of `*` and, on Unix, mode 0700
@@ -42,10 +42,24 @@ pub fn private_options() -> std::fs::OpenOptions {
 /// Write `bytes` to `path` atomically: a 0600 temp file beside it, optionally fsynced, renamed
 /// over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
+    write_atomic_with(path, durable, |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] of what `write` streams into the file (buffered), for documents too big
+/// to build in memory first (the observed-state cache).
+pub fn write_atomic_with(
+    path: &Path,
+    durable: bool,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let result = (|| {
-        let mut f = private_options().create(true).truncate(true).open(&tmp)?;
-        f.write_all(bytes)?;
+        let f = private_options().create(true).truncate(true).open(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, f);
+        write(&mut w)?;
+        let f = w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
         if durable {
             f.sync_all()?;
         }

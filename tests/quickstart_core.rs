@@ -37,8 +37,8 @@ fn observed_from_seed(seed: &serde_json::Value) -> (Vec<ObservedAccount>, Lookup
                 .collect();
             ObservedAccount {
                 id: fields["UserId"].clone(),
-                fields,
-                endpoints: ["carbonite-users".to_string()].into(),
+                fields: fields.into_iter().collect(),
+                endpoints: std::sync::Arc::new(["carbonite-users".to_string()].into()),
             }
         })
         .collect();
@@ -189,8 +189,8 @@ fn quickstart_plan_has_create_update_adopt_and_conflict() {
             Action::Create => {
                 observed.push(ObservedAccount {
                     id: format!("new-{}", c.key),
-                    fields: BTreeMap::new(),
-                    endpoints: ["carbonite-users".to_string()].into(),
+                    fields: Default::default(),
+                    endpoints: std::sync::Arc::new(["carbonite-users".to_string()].into()),
                 });
                 observed.last_mut().unwrap()
             }
@@ -201,7 +201,7 @@ fn quickstart_plan_has_create_update_adopt_and_conflict() {
         };
         for f in &c.fields {
             match &f.after {
-                Some(v) => target.fields.insert(f.name.clone(), v.clone()),
+                Some(v) => target.fields.insert(&f.name, v.clone()),
                 None => target.fields.remove(&f.name),
             };
         }

@@ -158,7 +158,7 @@ pub async fn stale_accounts(
         for (endpoints, key_field) in crate::pass::endpoint_groups(cfg) {
             for a in client.list_accounts(&endpoints, &key_field).await? {
                 if let Some(id) = a.id.clone().filter(|id| ids.contains(id.as_str())) {
-                    let o = crate::pass::observed_from(id.clone(), &a.fields, BTreeSet::new());
+                    let o = crate::pass::observed_from(id.clone(), &a.fields, Default::default());
                     now.insert(id, Some(fingerprint(&o, &fields)));
                 }
             }
@@ -170,7 +170,7 @@ pub async fn stale_accounts(
                     let fields = &fields;
                     async move {
                         let fp = client.get_user(id).await?.map(|a| {
-                            let o = crate::pass::observed_from(a.id, &a.fields, BTreeSet::new());
+                            let o = crate::pass::observed_from(a.id, &a.fields, Default::default());
                             fingerprint(&o, fields)
                         });
                         Ok((id.to_string(), fp))

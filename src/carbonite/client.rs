@@ -30,7 +30,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
-use std::hash::{Hash as _, Hasher as _};
+use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1315,7 +1315,7 @@ impl CarboniteClient {
                     )));
                 }
             };
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            let mut hasher = foldhash::quality::FixedState::default().build_hasher();
             let mut ids = Vec::with_capacity(items.len());
             for (n, v) in items.iter().enumerate() {
                 let id = match &e.id {
@@ -1947,6 +1947,7 @@ pub fn merge_accounts(lists: Vec<(String, Vec<Item>)>, key_field: &str) -> Vec<O
     let mut accounts: Vec<ObservedAccount> = Vec::new();
     let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
     let mut by_id: HashMap<String, Vec<usize>> = HashMap::new();
+    let lists_len = lists.len();
     for (n, (endpoint, items)) in lists.into_iter().enumerate() {
         for item in items {
             let key = key_of(&item.value);
@@ -1994,11 +1995,14 @@ pub fn merge_accounts(lists: Vec<(String, Vec<Item>)>, key_field: &str) -> Vec<O
                 }
                 None => {
                     let i = accounts.len();
-                    if let Some(k) = &key {
-                        by_key.entry(k.clone()).or_default().push(i);
-                    }
-                    if let Some(id) = &item.id {
-                        by_id.entry(id.clone()).or_default().push(i);
+                    // Indexed only for the endpoints still to merge.
+                    if n + 1 < lists_len {
+                        if let Some(k) = &key {
+                            by_key.entry(k.clone()).or_default().push(i);
+                        }
+                        if let Some(id) = &item.id {
+                            by_id.entry(id.clone()).or_default().push(i);
+                        }
                     }
                     accounts.push(ObservedAccount {
                         id: item.id,

@@ -76,6 +76,7 @@ pub fn run(global: &super::GlobalArgs, args: Args, out: &Output) -> CommandResul
         Format::Json => out.out(&json::render(&report)),
         Format::Markdown => out.out(&markdown::render(&report)),
     }
+    tracing::debug!("plan: printed");
     if let Some(path) = &args.out {
         if result.plan.run_refused {
             out.status(&format!(

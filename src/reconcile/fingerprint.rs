@@ -83,7 +83,6 @@ impl Canonical {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::{BTreeMap, BTreeSet};
 
     #[test]
     fn null_empty_and_absent_are_the_same() {
@@ -93,20 +92,20 @@ mod tests {
             .collect();
         let mut a = ObservedAccount {
             id: "1".into(),
-            fields: BTreeMap::new(),
-            endpoints: BTreeSet::new(),
+            fields: Default::default(),
+            endpoints: Default::default(),
         };
-        a.fields.insert("UserId".into(), "1".into());
-        a.fields.insert("Email".into(), "a@x".into());
+        a.fields.insert("UserId", "1".into());
+        a.fields.insert("Email", "a@x".into());
         let fp1 = fingerprint(&a, &fields);
-        a.fields.insert("FirstName".into(), String::new());
-        a.fields.insert("Unlisted".into(), "ignored".into());
+        a.fields.insert("FirstName", String::new());
+        a.fields.insert("Unlisted", "ignored".into());
         assert_eq!(fingerprint(&a, &fields), fp1);
         assert_eq!(
             canonical_json(&a, &fields),
             r#"{"Email":"a@x","FirstName":null,"UserId":"1"}"#
         );
-        a.fields.insert("FirstName".into(), "Zoë \"Q\"".into());
+        a.fields.insert("FirstName", "Zoë \"Q\"".into());
         assert_eq!(
             canonical_json(&a, &fields),
             r#"{"Email":"a@x","FirstName":"Zoë \"Q\"","UserId":"1"}"#
@@ -169,12 +168,12 @@ mod tests {
         for (i, v) in values.iter().enumerate() {
             let mut a = ObservedAccount {
                 id: format!("{}", values.len() - i),
-                fields: BTreeMap::new(),
-                endpoints: BTreeSet::new(),
+                fields: Default::default(),
+                endpoints: Default::default(),
             };
             for (j, f) in fields.iter().enumerate() {
                 if (i + j) % 3 != 0 {
-                    a.fields.insert(f.clone(), v.to_string());
+                    a.fields.insert(f, v.to_string());
                 }
             }
             assert_eq!(canonical_json(&a, &fields), reference(&a, &fields));

@@ -4,10 +4,12 @@
 //! tests) can drive it directly; the slow and fallible parts live at the edges.
 
 pub mod desired;
+pub mod fields;
 pub mod fingerprint;
 pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// A fast non-cryptographic hash (foldhash) for the core's big in-memory maps: SipHash was
 /// ~15% of the core's time at 300k users. The keys come from the directory and Carbonite, not
@@ -18,6 +20,7 @@ type HashMap<K, V> = std::collections::HashMap<K, V, FastHash>;
 type HashSet<K> = std::collections::HashSet<K, FastHash>;
 
 pub use desired::{CompiledMapping, Desired, DesiredAccount};
+pub use fields::Fields;
 pub use plan::{
     Action, Change, Conflict, ConflictKind, FieldChange, Guard, GuardStatus, Plan, Summary,
 };
@@ -29,9 +32,9 @@ use crate::config::model::{Compare, GUID_FIELDS, Mapping, Orphans, Policy, Stren
 pub struct ObservedAccount {
     pub id: String,
     /// Field -> non-empty value (PascalCase names).
-    pub fields: BTreeMap<String, String>,
-    /// Endpoints that listed it.
-    pub endpoints: BTreeSet<String>,
+    pub fields: Fields,
+    /// Endpoints that listed it (shared: most accounts have the same set).
+    pub endpoints: Arc<BTreeSet<String>>,
 }
 
 impl ObservedAccount {

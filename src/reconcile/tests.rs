@@ -91,7 +91,7 @@ fn desired(mapping: usize, key: &str, email: &str, first: &str, status: &str) ->
 }
 
 fn account(id: &str, key: Option<&str>, email: &str, first: &str, status: &str) -> ObservedAccount {
-    let mut fields = BTreeMap::new();
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
     fields.insert("UserId".into(), id.into());
     if let Some(k) = key {
         fields.insert("UserCustom1".into(), k.into());
@@ -105,8 +105,8 @@ fn account(id: &str, key: Option<&str>, email: &str, first: &str, status: &str) 
     fields.insert("Status".into(), status.into());
     ObservedAccount {
         id: id.into(),
-        fields,
-        endpoints: ["carbonite-users".to_string()].into(),
+        fields: fields.into_iter().collect(),
+        endpoints: std::sync::Arc::new(["carbonite-users".to_string()].into()),
     }
 }
 
@@ -186,8 +186,8 @@ impl World {
                         .collect();
                     self.observed.push(ObservedAccount {
                         id,
-                        fields,
-                        endpoints,
+                        fields: fields.into_iter().collect(),
+                        endpoints: std::sync::Arc::new(endpoints),
                     });
                 }
                 Action::Delete => self
@@ -201,7 +201,7 @@ impl World {
                         .unwrap();
                     for f in &c.fields {
                         match &f.after {
-                            Some(v) => a.fields.insert(f.name.clone(), v.clone()),
+                            Some(v) => a.fields.insert(&f.name, v.clone()),
                             None => a.fields.remove(&f.name),
                         };
                     }
@@ -451,7 +451,7 @@ fn guards() {
             )
         })
         .collect();
-    observed[0].fields.insert("FirstName".into(), "Old".into());
+    observed[0].fields.insert("FirstName", "Old".into());
     let mut w = World::new(accounts, observed);
     w.baseline = Some([("employees".to_string(), 10)].into());
     let p = w.plan();
@@ -488,11 +488,9 @@ fn guards() {
             })
             .collect(),
     );
-    w.observed[30]
-        .fields
-        .insert("UserCustom1".into(), "K".into());
-    w.observed[30].fields.insert("Email".into(), "k@x".into());
-    w.observed[30].fields.insert("FirstName".into(), "K".into());
+    w.observed[30].fields.insert("UserCustom1", "K".into());
+    w.observed[30].fields.insert("Email", "k@x".into());
+    w.observed[30].fields.insert("FirstName", "K".into());
     let p = w.plan();
     assert_eq!(p.held_back.len(), 30);
     assert_eq!(p.guards[2].status, GuardStatus::Refused);
