@@ -1,10 +1,12 @@
 //! End-to-end `plan` benchmark: `cargo bench --bench plan`.
 //!
 //! 100k AD-style users in a throwaway slapd and 100k accounts in the Carbonite emulator (a
-//! separate process, limits off). Times, in the same run (median of 3):
+//! separate process, limits off). Times, in the same run (medians of 5 runs):
 //! - the physical limit: `ldapsearch -E pr=1000/noprompt` of the mapping's entries and `curl`
 //!   fetching the token plus every page of 500 accounts, run concurrently (as plan reads);
 //! - `carbonite-sync plan --format json` of the same config (fresh state dir each time).
+//!
+//! One untimed warm-up run of each, then 5 alternating runs; medians compared.
 //!
 //! Target (issue 6): plan within 1.2x of the limit. Environment: BENCH_USERS (default 100000).
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
@@ -234,12 +236,22 @@ spec:
     let mut limits = Vec::new();
     let mut plans = Vec::new();
     let mut summary = serde_json::Value::Null;
-    for _ in 0..3 {
+    // One untimed run of each warms slapd's caches and the page cache; then 5 alternating runs.
+    limit();
+    plan();
+    for _ in 0..5 {
         limits.push(limit());
         let (t, s) = plan();
         plans.push(t);
         summary = s;
     }
+    let fmt = |v: &[Duration]| {
+        v.iter()
+            .map(|d| format!("{:.2}", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("   runs (s): limit [{}], plan [{}]", fmt(&limits), fmt(&plans));
     let (l, p) = (median(limits), median(plans));
     println!("   plan summary: {summary}");
     println!(

@@ -500,24 +500,27 @@ fn finish(
 
     let clock = std::time::Instant::now();
     let (engine, compiled) = compile_mappings(cfg)?;
-    // The listed accounts are converted to the core's form on another thread while the desired
-    // state is rendered on this one.
     let ctx = RenderContext::new(Arc::new(LookupIndex::new(&tables)));
-    let (desired, observed, per_mapping) = std::thread::scope(|s| {
-        let converting = s.spawn(|| core_accounts(listed.accounts.groups()));
+    // The listed accounts are converted to the core's form on another thread while the desired
+    // state is rendered on this one; that thread then starts the observed fingerprint, which
+    // runs while the core reconciles.
+    let (desired, (observed, fingerprinting), per_mapping) = std::thread::scope(|s| {
+        let converting = s.spawn(|| {
+            let observed = Arc::new(core_accounts(listed.accounts.groups()));
+            let fingerprinting = std::thread::spawn({
+                let (observed, fields) = (observed.clone(), fields.clone());
+                move || reconcile::fingerprint::observed_fingerprint(&observed, &fields)
+            });
+            (observed, fingerprinting)
+        });
         let per_mapping = entries_per_mapping(cfg, entries);
         let desired = reconcile::desired::render(&engine, &compiled, &per_mapping, &ctx);
-        let observed = converting
+        let converted = converting
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (desired, Arc::new(observed), per_mapping)
+        (desired, converted, per_mapping)
     });
     drop(listed.accounts);
-    // The observed fingerprint is computed on another thread meanwhile.
-    let fingerprinting = std::thread::spawn({
-        let (observed, fields) = (observed.clone(), fields.clone());
-        move || reconcile::fingerprint::observed_fingerprint(&observed, &fields)
-    });
     tracing::debug!(
         ms = clock.elapsed().as_millis() as u64,
         accounts = desired.accounts.len(),
