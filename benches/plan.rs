@@ -251,7 +251,11 @@ spec:
             .collect::<Vec<_>>()
             .join(" ")
     };
-    println!("   runs (s): limit [{}], plan [{}]", fmt(&limits), fmt(&plans));
+    println!(
+        "   runs (s): limit [{}], plan [{}]",
+        fmt(&limits),
+        fmt(&plans)
+    );
     let (l, p) = (median(limits), median(plans));
     println!("   plan summary: {summary}");
     println!(
