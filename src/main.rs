@@ -17,7 +17,21 @@ fn main() -> std::process::ExitCode {
     if !std::env::args_os().skip(1).any(|a| a == "watch") {
         keep_freed_memory();
     }
+    no_transparent_huge_pages();
     carbonite_sync::cli::main()
+}
+
+/// Transparent huge pages off for this process. mimalloc asks for them on its regions; on the
+/// development VM, faulting in 2 MiB pages made a 100k-user plan's render phase bimodal
+/// (80 ms or 250 ms) and the median plan ~10% slower than with 4 KiB pages
+/// (docs/decisions.md, Performance). A failure leaves the default.
+#[allow(unsafe_code)]
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_THP_DISABLE) takes integer arguments and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
 
 #[allow(unsafe_code)]
@@ -37,5 +51,18 @@ mod tests {
         assert_eq!(get(), 1000);
         super::keep_freed_memory();
         assert_eq!(get(), -1);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn huge_pages_are_turned_off() {
+        super::no_transparent_huge_pages();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(
+            status
+                .lines()
+                .any(|l| l.split_whitespace().eq(["THP_enabled:", "0"])),
+            "{status}"
+        );
     }
 }

@@ -121,6 +121,40 @@ fn quickstart_plan_has_create_update_adopt_and_conflict() {
     let (mut observed, tables) = observed_from_seed(&seed);
     let ctx = RenderContext::new(Arc::new(LookupIndex::new(&tables)));
     let desired = reconcile::desired::render(&engine, &compiled, &entries, &ctx);
+
+    // On several threads (a list of 10,000 entries or more is split) the result is the same as
+    // on one: 5,000 copies of every mapping's entries, conflicts included.
+    let keyless = Arc::new(carbonite_sync::directory::Entry::new("cn=nokey,dc=example"));
+    let many: Vec<Vec<Arc<_>>> = entries
+        .iter()
+        .map(|l| {
+            let mut v: Vec<Arc<_>> = l.iter().cycle().take(l.len() * 5000).cloned().collect();
+            for i in (0..v.len()).step_by(997) {
+                v[i] = keyless.clone();
+            }
+            v
+        })
+        .collect();
+    let summary = |d: &reconcile::Desired| {
+        let accounts: Vec<_> = d
+            .accounts
+            .iter()
+            .map(|a| {
+                (
+                    a.mapping,
+                    a.key.clone(),
+                    a.values.clone(),
+                    a.entry.dn.clone(),
+                )
+            })
+            .collect();
+        (accounts, format!("{:?}", d.conflicts), d.held.clone())
+    };
+    let one = reconcile::desired::render_with(&engine, &compiled, &many, &ctx, 1);
+    let three = reconcile::desired::render_with(&engine, &compiled, &many, &ctx, 3);
+    assert!(one.accounts.len() > desired.accounts.len() * 4900);
+    assert!(one.conflicts.len() >= 30, "keyless entries are conflicts");
+    assert!(summary(&one) == summary(&three), "parallel render differs");
     let fields: Vec<String> = carbonite_sync::config::model::USER_FIELDS
         .iter()
         .map(|s| s.to_string())

@@ -122,89 +122,148 @@ pub fn key_of(entry: &Entry, attr: &str) -> Option<String> {
 }
 
 /// Render every entry of every mapping. `entries[i]` are the in-scope entries of `mappings[i]`.
+/// Big lists are rendered on one thread per core ([`render_with`]).
 pub fn render(
     engine: &TemplateEngine,
     mappings: &[CompiledMapping],
     entries: &[Vec<Arc<Entry>>],
     base: &RenderContext,
 ) -> Desired {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    render_with(engine, mappings, entries, base, threads)
+}
+
+/// [`render`] on at most `threads` threads (lists of at least 10,000 entries are split); the
+/// result does not depend on `threads`.
+pub fn render_with(
+    engine: &TemplateEngine,
+    mappings: &[CompiledMapping],
+    entries: &[Vec<Arc<Entry>>],
+    base: &RenderContext,
+    threads: usize,
+) -> Desired {
     let mut d = Desired {
         entry_counts: entries.iter().map(Vec::len).collect(),
         ..Desired::default()
     };
     for (mi, (cm, list)) in mappings.iter().zip(entries).enumerate() {
-        let m = &cm.mapping;
-        // The required fields this mapping writes, with their rule index.
-        let required: Vec<(&str, usize)> = REQUIRED_FIELDS
-            .iter()
-            .filter_map(|f| Some((*f, cm.rules.iter().position(|(r, _)| r.field == *f)?)))
-            .collect();
         d.accounts.reserve(list.len());
-        let mut ctx = base.clone();
-        for entry in list {
-            let conflict = |kind, key: Option<String>, reason: String| Conflict {
-                kind,
-                mapping: Some(m.name.clone()),
-                key,
-                dn: Some(entry.dn.clone()),
-                account_id: None,
-                reason,
-            };
-            let Some(key) = key_of(entry, &m.primary_key.ldap) else {
-                d.conflicts.push(conflict(
-                    ConflictKind::EmptyKey,
-                    None,
-                    format!("the entry has no {}", m.primary_key.ldap),
-                ));
-                continue;
-            };
-            ctx.entry = Some(entry.clone());
-            let mut values = Vec::with_capacity(cm.rules.len());
-            let mut failed = None;
-            for (rule, tpl) in &cm.rules {
-                match engine.render(tpl, &ctx) {
-                    Ok(mut v) => {
-                        let kept = v.trim_end_matches(['\n', '\r']).len();
-                        v.truncate(kept);
-                        values.push(if v.is_empty() { None } else { Some(v) });
-                    }
-                    Err(e) => {
-                        let kind = match e {
-                            RenderError::LookupFailed { .. }
-                            | RenderError::LookupAmbiguous { .. } => ConflictKind::LookupFailed,
-                            _ => ConflictKind::RenderError,
-                        };
-                        failed = Some((kind, format!("{}: {e}", rule.field)));
-                        break;
-                    }
+        // Entries render independently: big lists are cut into one chunk per core, rendered
+        // on scoped threads and joined in order, so the result is the same as in one piece.
+        if threads > 1 && list.len() >= PARALLEL_MIN {
+            let size = list.len().div_ceil(threads);
+            let parts: Vec<Desired> = std::thread::scope(|s| {
+                let handles: Vec<_> = list
+                    .chunks(size)
+                    .skip(1)
+                    .map(|chunk| s.spawn(move || render_entries(engine, mi, cm, chunk, base)))
+                    .collect();
+                let mut parts = vec![render_entries(engine, mi, cm, &list[..size], base)];
+                parts.extend(handles.into_iter().map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                }));
+                parts
+            });
+            for p in parts {
+                d.accounts.extend(p.accounts);
+                d.conflicts.extend(p.conflicts);
+                d.held.extend(p.held);
+            }
+        } else {
+            let p = render_entries(engine, mi, cm, list, base);
+            d.accounts.extend(p.accounts);
+            d.conflicts.extend(p.conflicts);
+            d.held.extend(p.held);
+        }
+    }
+    d
+}
+
+/// Lists at least this long are rendered on several threads.
+const PARALLEL_MIN: usize = 10_000;
+
+/// The desired accounts, conflicts and held keys of `list`, entries of mapping `mi`.
+fn render_entries(
+    engine: &TemplateEngine,
+    mi: usize,
+    cm: &CompiledMapping,
+    list: &[Arc<Entry>],
+    base: &RenderContext,
+) -> Desired {
+    let m = &cm.mapping;
+    let mut d = Desired::default();
+    // The required fields this mapping writes, with their rule index.
+    let required: Vec<(&str, usize)> = REQUIRED_FIELDS
+        .iter()
+        .filter_map(|f| Some((*f, cm.rules.iter().position(|(r, _)| r.field == *f)?)))
+        .collect();
+    d.accounts.reserve(list.len());
+    let mut ctx = base.clone();
+    for entry in list {
+        let conflict = |kind, key: Option<String>, reason: String| Conflict {
+            kind,
+            mapping: Some(m.name.clone()),
+            key,
+            dn: Some(entry.dn.clone()),
+            account_id: None,
+            reason,
+        };
+        let Some(key) = key_of(entry, &m.primary_key.ldap) else {
+            d.conflicts.push(conflict(
+                ConflictKind::EmptyKey,
+                None,
+                format!("the entry has no {}", m.primary_key.ldap),
+            ));
+            continue;
+        };
+        ctx.entry = Some(entry.clone());
+        let mut values = Vec::with_capacity(cm.rules.len());
+        let mut failed = None;
+        for (rule, tpl) in &cm.rules {
+            match engine.render(tpl, &ctx) {
+                Ok(mut v) => {
+                    let kept = v.trim_end_matches(['\n', '\r']).len();
+                    v.truncate(kept);
+                    values.push(if v.is_empty() { None } else { Some(v) });
+                }
+                Err(e) => {
+                    let kind = match e {
+                        RenderError::LookupFailed { .. } | RenderError::LookupAmbiguous { .. } => {
+                            ConflictKind::LookupFailed
+                        }
+                        _ => ConflictKind::RenderError,
+                    };
+                    failed = Some((kind, format!("{}: {e}", rule.field)));
+                    break;
                 }
             }
-            if let Some((kind, reason)) = failed {
-                d.held.push((mi, key.clone()));
-                d.conflicts.push(conflict(kind, Some(key), reason));
-                continue;
-            }
-            let empty_required: Vec<&str> = required
-                .iter()
-                .filter(|(_, i)| values[*i].is_none())
-                .map(|(f, _)| *f)
-                .collect();
-            if !empty_required.is_empty() {
-                d.held.push((mi, key.clone()));
-                d.conflicts.push(conflict(
-                    ConflictKind::RequiredFieldEmpty,
-                    Some(key),
-                    format!("{} rendered empty", empty_required.join(", ")),
-                ));
-                continue;
-            }
-            d.accounts.push(DesiredAccount {
-                mapping: mi,
-                key,
-                values: values.into_boxed_slice(),
-                entry: entry.clone(),
-            });
         }
+        if let Some((kind, reason)) = failed {
+            d.held.push((mi, key.clone()));
+            d.conflicts.push(conflict(kind, Some(key), reason));
+            continue;
+        }
+        let empty_required: Vec<&str> = required
+            .iter()
+            .filter(|(_, i)| values[*i].is_none())
+            .map(|(f, _)| *f)
+            .collect();
+        if !empty_required.is_empty() {
+            d.held.push((mi, key.clone()));
+            d.conflicts.push(conflict(
+                ConflictKind::RequiredFieldEmpty,
+                Some(key),
+                format!("{} rendered empty", empty_required.join(", ")),
+            ));
+            continue;
+        }
+        d.accounts.push(DesiredAccount {
+            mapping: mi,
+            key,
+            values: values.into_boxed_slice(),
+            entry: entry.clone(),
+        });
     }
     d
 }
