@@ -107,17 +107,23 @@ struct Observed<'a> {
     cache_listed_at: Option<String>,
 }
 
-/// Listed accounts: owned (shared with the thread writing the cache) or the caller's cache.
+/// Listed accounts: a cache (owned, or the caller's), or a live listing already being
+/// converted to the core's form on another thread.
 enum Listed<'a> {
-    Owned(Arc<ObservedCache>),
+    Owned(ObservedCache),
     Borrowed(&'a ObservedCache),
+    Converting(std::thread::JoinHandle<Arc<Vec<ObservedAccount>>>),
 }
 
 impl Listed<'_> {
-    fn groups(&self) -> &[CachedGroup] {
+    /// The accounts in the core's form.
+    fn into_core(self) -> Arc<Vec<ObservedAccount>> {
         match self {
-            Listed::Owned(c) => &c.groups,
-            Listed::Borrowed(c) => &c.groups,
+            Listed::Owned(c) => Arc::new(core_accounts(&c.groups)),
+            Listed::Borrowed(c) => Arc::new(core_accounts(&c.groups)),
+            Listed::Converting(h) => h
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
         }
     }
 }
@@ -336,6 +342,10 @@ async fn compute_inner(
         );
         r
     };
+    // As soon as the listing is in (the directory may still be read), the cache is written and
+    // the accounts converted to the core's form, each on its own thread; the writer is joined
+    // before returning, so a plan still leaves the cache.
+    let saving = std::sync::Mutex::new(None);
     let read_carbonite = async {
         let mut listed = Vec::new();
         for (endpoints, key_field) in &groups {
@@ -350,38 +360,40 @@ async fn compute_inner(
             ms = clock.elapsed().as_millis() as u64,
             "pass: accounts listed"
         );
-        Ok::<_, ClientError>((listed, tables))
-    };
-    let (entries, listed) = tokio::join!(read_directory, read_carbonite);
-    let listed_at = now();
-    // The cache is written on another thread while the pass goes on (joined before returning).
-    let mut saving = None;
-    let observed = listed.map(|(groups, tables)| {
+        let listed_at = now();
         let cache = Arc::new(ObservedCache {
             version: crate::observed_cache::VERSION,
             tenant: client.tenant_key().to_string(),
             listed_at: rfc3339(listed_at),
-            groups,
+            groups: listed,
             lookup_tables: tables,
         });
-        let observed = Observed {
-            accounts: Listed::Owned(cache.clone()),
-            tables: cache.lookup_tables.clone(),
+        let converting = std::thread::spawn({
+            let cache = cache.clone();
+            move || Arc::new(core_accounts(&cache.groups))
+        });
+        let dir = state_dir.to_path_buf();
+        let tables = cache.lookup_tables.clone();
+        *saving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(std::thread::spawn(move || {
+                if let Err(e) = cache.save(&dir) {
+                    tracing::warn!(
+                        "cannot write the observed-state cache in {}: {e}",
+                        dir.display()
+                    );
+                }
+            }));
+        Ok::<_, ClientError>(Observed {
+            accounts: Listed::Converting(converting),
+            tables,
             source: ObservedSource::Live,
             listed_at,
             cache_listed_at: None,
-        };
-        let dir = state_dir.to_path_buf();
-        saving = Some(std::thread::spawn(move || {
-            if let Err(e) = cache.save(&dir) {
-                tracing::warn!(
-                    "cannot write the observed-state cache in {}: {e}",
-                    dir.display()
-                );
-            }
-        }));
-        observed
-    });
+        })
+    };
+    let (entries, observed) = tokio::join!(read_directory, read_carbonite);
     let result = finish(
         cfg,
         state_dir,
@@ -392,6 +404,9 @@ async fn compute_inner(
         started,
     );
     tracing::debug!("pass: finished");
+    let saving = saving
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(saving) = saving
         && let Err(panic) = saving.join()
     {
@@ -472,7 +487,6 @@ fn from_cache_ref(cache: &ObservedCache) -> Observed<'_> {
 }
 
 fn from_cache(cache: ObservedCache) -> Observed<'static> {
-    let cache = Arc::new(cache);
     Observed {
         tables: cache.lookup_tables.clone(),
         source: ObservedSource::Cache,
@@ -505,8 +519,9 @@ fn finish(
     // state is rendered on this one; that thread then starts the observed fingerprint, which
     // runs while the core reconciles.
     let (desired, (observed, fingerprinting), per_mapping) = std::thread::scope(|s| {
+        let accounts = listed.accounts;
         let converting = s.spawn(|| {
-            let observed = Arc::new(core_accounts(listed.accounts.groups()));
+            let observed = accounts.into_core();
             let fingerprinting = std::thread::spawn({
                 let (observed, fields) = (observed.clone(), fields.clone());
                 move || reconcile::fingerprint::observed_fingerprint(&observed, &fields)
@@ -520,7 +535,6 @@ fn finish(
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (desired, converted, per_mapping)
     });
-    drop(listed.accounts);
     tracing::debug!(
         ms = clock.elapsed().as_millis() as u64,
         accounts = desired.accounts.len(),
