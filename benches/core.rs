@@ -30,10 +30,10 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time of this thread (user + system), from /proc (10 ms resolution): the machine may be
-/// shared, so wall time alone says little.
+/// CPU time of this process, every thread (user + system), from /proc (10 ms resolution): the
+/// machine may be shared, so wall time alone says little; the render uses one thread per core.
 fn cpu_s() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/stat")
+    std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|s| {
             let after = &s[s.rfind(')')? + 2..];
