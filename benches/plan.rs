@@ -39,6 +39,54 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+fn median_f(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Fields after the command name of /proc/<pid>/stat (utime is [11], stime [12], cutime [13],
+/// cstime [14]), in seconds at 100 ticks per second.
+fn stat_fields(pid: &str) -> Vec<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rfind(')').map_or("", |i| &s[i + 2..]);
+    after
+        .split_whitespace()
+        .map(|f| f.parse::<f64>().unwrap_or(0.0) / 100.0)
+        .collect()
+}
+
+/// CPU seconds so far of the servers and of this process's waited-for children (the commands
+/// each side runs).
+#[derive(Clone, Copy)]
+struct Cpu {
+    commands: f64,
+    slapd: f64,
+    emulator: f64,
+}
+
+impl Cpu {
+    fn now(slapd: u32, emulator: u32) -> Cpu {
+        let own = stat_fields("self");
+        let of = |pid: u32| {
+            let f = stat_fields(&pid.to_string());
+            f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)
+        };
+        Cpu {
+            commands: own.get(13).unwrap_or(&0.0) + own.get(14).unwrap_or(&0.0),
+            slapd: of(slapd),
+            emulator: of(emulator),
+        }
+    }
+
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            commands: self.commands - before.commands,
+            slapd: self.slapd - before.slapd,
+            emulator: self.emulator - before.emulator,
+        }
+    }
+}
+
 fn main() {
     let n: usize = std::env::var("BENCH_USERS")
         .ok()
@@ -87,7 +135,7 @@ fn main() {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let _emulator = Emulator(
+    let emulator = Emulator(
         Command::new(bin)
             .args([
                 "emulator",
@@ -152,7 +200,10 @@ spec:
 
     // The physical limit: ldapsearch and curl, concurrently.
     let pages = accounts.div_ceil(500);
+    let (slapd_pid, emulator_pid) = (server.pid(), emulator.0.id());
+    let cpu = || Cpu::now(slapd_pid, emulator_pid);
     let limit = || {
+        let cpu_before = cpu();
         let started = Instant::now();
         let ldapsearch = Command::new("ldapsearch")
             .args([
@@ -209,10 +260,11 @@ spec:
         assert!(curl.success(), "curl failed");
         let ls = ldapsearch.wait_with_output().expect("ldapsearch");
         assert!(ls.status.success(), "ldapsearch failed");
-        started.elapsed()
+        (started.elapsed(), cpu().since(cpu_before))
     };
     let plan = || {
         let state = tempfile::tempdir().expect("state dir");
+        let cpu_before = cpu();
         let started = Instant::now();
         let out = Command::new(bin)
             .arg("-C")
@@ -230,19 +282,24 @@ spec:
             "plan failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let used = cpu().since(cpu_before);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
-        (took, v["summary"].clone())
+        (took, used, v["summary"].clone())
     };
     let mut limits = Vec::new();
     let mut plans = Vec::new();
+    let (mut limit_cpu, mut plan_cpu) = (Vec::new(), Vec::new());
     let mut summary = serde_json::Value::Null;
     // One untimed run of each warms slapd's caches and the page cache; then 5 alternating runs.
-    limit();
-    plan();
+    let _ = limit();
+    let _ = plan();
     for _ in 0..5 {
-        limits.push(limit());
-        let (t, s) = plan();
+        let (t, c) = limit();
+        limits.push(t);
+        limit_cpu.push(c);
+        let (t, c, s) = plan();
         plans.push(t);
+        plan_cpu.push(c);
         summary = s;
     }
     let fmt = |v: &[Duration]| {
@@ -270,6 +327,25 @@ spec:
         "   ratio: {:.2}x (target 1.2x)",
         p.as_secs_f64() / l.as_secs_f64()
     );
+    // Both sides share the machine's cores with slapd and the emulator: the CPU each run costs
+    // the whole machine bounds its wall time from below (CPU / cores).
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let show = |name: &str, who: &str, v: &[Cpu]| {
+        let pick = |f: fn(&Cpu) -> f64| median_f(v.iter().map(f).collect());
+        let (c, sl, em) = (
+            pick(|c| c.commands),
+            pick(|c| c.slapd),
+            pick(|c| c.emulator),
+        );
+        println!(
+            "   CPU of a {name} run (medians): {who} {c:.2} s + slapd {sl:.2} s + emulator {em:.2} s \
+             = {:.2} s -> at least {:.2} s of wall on {cores} cores",
+            c + sl + em,
+            (c + sl + em) / cores as f64
+        );
+    };
+    show("limit", "ldapsearch + curl", &limit_cpu);
+    show("plan", "carbonite-sync", &plan_cpu);
     // PLAN_BENCH_HOLD=SECS keeps the servers up for manual profiling of the same setup.
     if let Some(secs) = std::env::var("PLAN_BENCH_HOLD")
         .ok()
