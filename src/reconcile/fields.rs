@@ -16,23 +16,26 @@ pub struct Fields(Vec<(Arc<str>, String)>);
 /// Names interned per thread; past this many distinct names, new ones are not remembered.
 const INTERNED_MAX: usize = 4096;
 
+type Names = HashMap<Box<str>, Arc<str>, foldhash::fast::FixedState>;
+
 thread_local! {
-    static NAMES: RefCell<HashMap<Box<str>, Arc<str>>> = RefCell::new(HashMap::new());
+    static NAMES: RefCell<Names> = RefCell::new(Names::default());
 }
 
 /// The shared `Arc<str>` of a field name.
 pub fn intern(name: &str) -> Arc<str> {
-    NAMES.with(|names| {
-        let mut names = names.borrow_mut();
-        if let Some(n) = names.get(name) {
-            return n.clone();
-        }
-        let n: Arc<str> = Arc::from(name);
-        if names.len() < INTERNED_MAX {
-            names.insert(name.into(), n.clone());
-        }
-        n
-    })
+    NAMES.with(|names| intern_in(&mut names.borrow_mut(), name))
+}
+
+fn intern_in(names: &mut Names, name: &str) -> Arc<str> {
+    if let Some(n) = names.get(name) {
+        return n.clone();
+    }
+    let n: Arc<str> = Arc::from(name);
+    if names.len() < INTERNED_MAX {
+        names.insert(name.into(), n.clone());
+    }
+    n
 }
 
 impl Fields {
@@ -88,12 +91,17 @@ impl Fields {
 impl<K: AsRef<str>> FromIterator<(K, String)> for Fields {
     /// Later pairs win over earlier ones with the same name (as a map's `collect`).
     fn from_iter<I: IntoIterator<Item = (K, String)>>(iter: I) -> Self {
-        let mut v: Vec<(Arc<str>, String)> = iter
-            .into_iter()
-            .map(|(k, v)| (intern(k.as_ref()), v))
-            .collect();
-        // Stable: equal names keep their order, so the last one is kept below.
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut v: Vec<(Arc<str>, String)> = NAMES.with(|names| {
+            let mut names = names.borrow_mut();
+            iter.into_iter()
+                .map(|(k, v)| (intern_in(&mut names, k.as_ref()), v))
+                .collect()
+        });
+        // Stable: equal names keep their order, so the last one is kept below. Input from a
+        // JSON object (a sorted map) is sorted already.
+        if !v.is_sorted_by(|a, b| a.0 <= b.0) {
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+        }
         let mut out: Vec<(Arc<str>, String)> = Vec::with_capacity(v.len());
         for (k, val) in v {
             match out.last_mut() {
