@@ -297,21 +297,7 @@ async fn compute_inner(
         }
     };
     let group_endpoints: Vec<Vec<String>> = groups.keys().cloned().collect();
-    let needed = crate::observed_cache::listing_calls(
-        cfg,
-        &group_endpoints,
-        cache.as_ref(),
-        client.uses_api_key(),
-    );
-    let short = needed.iter().find_map(|(route, n)| {
-        let b = client.ledger().budget(route, false).ok()?;
-        (u64::from(b.remaining) < *n).then(|| PassError::NoBudget {
-            needed: *n,
-            left: b.remaining,
-            next: rfc3339(b.next_free),
-            route: route.clone(),
-        })
-    });
+    let short = listing_shortfall(cfg, client, &group_endpoints, cache.as_ref());
     let use_cache = match (opts.observed, short, cache) {
         (ObservedMode::Live, Some(e), _) => return Err(e),
         (ObservedMode::Auto, Some(e), Some(cache)) => {
@@ -414,6 +400,27 @@ async fn compute_inner(
     }
     tracing::debug!("pass: cache saved");
     result
+}
+
+/// [`PassError::NoBudget`] for the first route whose budget cannot cover a full listing of
+/// these endpoint groups now (the calls per route as `observed_cache::listing_calls` counts
+/// them), `None` when the listing fits.
+pub fn listing_shortfall(
+    cfg: &Config,
+    client: &CarboniteClient,
+    groups: &[Vec<String>],
+    cache: Option<&ObservedCache>,
+) -> Option<PassError> {
+    let needed = crate::observed_cache::listing_calls(cfg, groups, cache, client.uses_api_key());
+    needed.iter().find_map(|(route, n)| {
+        let b = client.ledger().budget(route, false).ok()?;
+        (u64::from(b.remaining) < *n).then(|| PassError::NoBudget {
+            needed: *n,
+            left: b.remaining,
+            next: rfc3339(b.next_free),
+            route: route.clone(),
+        })
+    })
 }
 
 /// The template engine of a config (its `undefined` mode and formats).

@@ -331,21 +331,7 @@ async fn observe(
     let client = CarboniteClient::connect(base, state_dir, ClientOptions::default()).await?;
     let cache = ObservedCache::load(state_dir, client.tenant_key()).ok();
     let endpoints: Vec<Vec<String>> = wanted.iter().map(|g| g.0.clone()).collect();
-    let needed = crate::observed_cache::listing_calls(
-        base,
-        &endpoints,
-        cache.as_ref(),
-        client.uses_api_key(),
-    );
-    let short = needed.iter().find_map(|(route, n)| {
-        let b = client.ledger().budget(route, false).ok()?;
-        (u64::from(b.remaining) < *n).then(|| PassError::NoBudget {
-            needed: *n,
-            left: b.remaining,
-            next: rfc3339(b.next_free),
-            route: route.clone(),
-        })
-    });
+    let short = crate::pass::listing_shortfall(base, &client, &endpoints, cache.as_ref());
     match (opts.observed, short, cache) {
         (ObservedMode::Live, Some(e), _) => {
             let _ = client.close().await;
