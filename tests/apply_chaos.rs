@@ -94,29 +94,57 @@ fn chaos_apply_converges_without_duplicates() {
     next_plan_is_empty(&cfg, &state);
 }
 
+/// An apply of `n` creates against an emulator answering slowly (so a signal lands with creates
+/// in flight), returned once `interrupt_at` accounts exist.
+struct SlowApply {
+    emu: Emulator,
+    cfg: std::path::PathBuf,
+    state: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+fn slow_apply(
+    dir: &std::path::Path,
+    n: usize,
+    interrupt_at: usize,
+    output: fn() -> std::process::Stdio,
+) -> SlowApply {
+    let emu = Emulator::start(
+        dir,
+        &seed(Vec::new()),
+        &["--rate-limits", "none", "--faults", "latency=60ms,seed=1"],
+    );
+    let cfg = config(dir, &emu.base, n, FAST);
+    let state = dir.join("state");
+    let child = command(&cfg, &state, &["apply", "--auto-approve"])
+        .stdout(output())
+        .stderr(output())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while emu.users().len() < interrupt_at {
+        assert!(Instant::now() < deadline, "apply made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    SlowApply {
+        emu,
+        cfg,
+        state,
+        child,
+    }
+}
+
 #[test]
 fn a_killed_apply_is_resumed_by_the_next_without_duplicates() {
     let n = 120;
     let dir = tempfile::tempdir().unwrap();
-    // Slow answers so the kill lands with creates in flight.
-    let emu = Emulator::start(
-        dir.path(),
-        &seed(Vec::new()),
-        &["--rate-limits", "none", "--faults", "latency=60ms,seed=1"],
-    );
-    let cfg = config(dir.path(), &emu.base, n, FAST);
-    let state = dir.path().join("state");
-    let mut child = command(&cfg, &state, &["apply", "--auto-approve"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until about a third of the creates exist, then SIGKILL.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while emu.users().len() < n / 3 {
-        assert!(Instant::now() < deadline, "apply made no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // About a third of the creates exist, then SIGKILL.
+    let SlowApply {
+        emu,
+        cfg,
+        state,
+        mut child,
+    } = slow_apply(dir.path(), n, n / 3, std::process::Stdio::null);
     child.kill().unwrap();
     child.wait().unwrap();
     let created = emu.users().len();
@@ -136,23 +164,12 @@ fn a_killed_apply_is_resumed_by_the_next_without_duplicates() {
 fn sigterm_finishes_in_flight_operations_journals_them_and_exits_5() {
     let n = 120;
     let dir = tempfile::tempdir().unwrap();
-    let emu = Emulator::start(
-        dir.path(),
-        &seed(Vec::new()),
-        &["--rate-limits", "none", "--faults", "latency=60ms,seed=1"],
-    );
-    let cfg = config(dir.path(), &emu.base, n, FAST);
-    let state = dir.path().join("state");
-    let child = command(&cfg, &state, &["apply", "--auto-approve"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while emu.users().len() < n / 4 {
-        assert!(Instant::now() < deadline, "apply made no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let SlowApply {
+        emu,
+        cfg,
+        state,
+        child,
+    } = slow_apply(dir.path(), n, n / 4, std::process::Stdio::piped);
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
