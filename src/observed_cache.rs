@@ -1,7 +1,9 @@
 //! The observed-state cache (SPEC §6.2, §10): the last full listing of Carbonite accounts with
 //! the `lookup()` tables, in `<state>/observed-cache.json`, keyed by tenant like the ledger.
 //! `plan --observed cache|auto` reads it instead of listing; every full listing rewrites it.
-//! Format (versioned) in docs/decisions.md, "Observed-state cache".
+//! The file's first line is a [`CacheSummary`] (what a budget estimate needs, read without
+//! parsing the accounts), the second the whole [`ObservedCache`]. Format (versioned) in
+//! docs/decisions.md, "Observed-state cache".
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,11 @@ use crate::template::LookupTables;
 pub const FILE_NAME: &str = "observed-cache.json";
 
 /// The format version this build reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+
+/// The longest first line [`ObservedCache::load_summary`] reads (a summary is a few hundred
+/// bytes per endpoint; a longer line is not one).
+const SUMMARY_MAX: u64 = 1 << 20;
 
 /// One endpoint group's listing: the accounts of a mapping's endpoints, merged by its key field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,6 +49,22 @@ pub struct ObservedCache {
     pub lookup_tables: LookupTables,
 }
 
+/// A cache without its accounts: the file's first line. Enough for the calls a listing will
+/// need (`listing_calls`) and the cache's age, read without parsing megabytes of accounts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CacheSummary {
+    pub version: u32,
+    pub tenant: String,
+    pub listed_at: String,
+    /// Accounts listed per endpoint.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub companies: u64,
+    #[serde(default)]
+    pub user_groups: u64,
+}
+
 /// Why the cache could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -62,42 +84,59 @@ impl ObservedCache {
     /// The cache for `tenant`, if there is a readable one of this version.
     pub fn load(state_dir: &Path, tenant: &str) -> Result<ObservedCache, CacheError> {
         let path = Self::path(state_dir);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CacheError::Missing(state_dir.to_path_buf()));
-            }
-            Err(e) => {
-                return Err(CacheError::Unreadable {
-                    path,
-                    message: e.to_string(),
-                });
-            }
+        let bytes = std::fs::read(&path).map_err(|e| open_error(state_dir, &path, e))?;
+        let (first, rest) = match bytes.iter().position(|&b| b == b'\n') {
+            Some(i) => (&bytes[..i], &bytes[i + 1..]),
+            None => (&bytes[..], &[][..]),
         };
-        let cache: ObservedCache =
-            serde_json::from_slice(&bytes).map_err(|e| CacheError::Unreadable {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        if cache.version != VERSION {
-            return Err(CacheError::Unreadable {
-                path,
-                message: format!("format version {} (expected {VERSION})", cache.version),
-            });
-        }
-        if cache.tenant != tenant {
-            return Err(CacheError::OtherTenant {
-                path,
-                found: cache.tenant,
-            });
-        }
-        Ok(cache)
+        check_summary(&path, parse_summary(&path, first)?, tenant)?;
+        serde_json::from_slice(rest).map_err(|e| CacheError::Unreadable {
+            path: path.clone(),
+            message: e.to_string(),
+        })
     }
 
-    /// Write it atomically, mode 0600, creating the state dir if needed.
+    /// The summary of the cache for `tenant` (the file's first line only).
+    pub fn load_summary(state_dir: &Path, tenant: &str) -> Result<CacheSummary, CacheError> {
+        use std::io::{BufRead as _, Read as _};
+        let path = Self::path(state_dir);
+        let file = std::fs::File::open(&path).map_err(|e| open_error(state_dir, &path, e))?;
+        let mut first = Vec::new();
+        std::io::BufReader::with_capacity(8192, file.take(SUMMARY_MAX))
+            .read_until(b'\n', &mut first)
+            .map_err(|e| open_error(state_dir, &path, e))?;
+        check_summary(&path, parse_summary(&path, &first)?, tenant)
+    }
+
+    /// What the first line of its file says.
+    pub fn summary(&self) -> CacheSummary {
+        let mut accounts: BTreeMap<String, u64> = BTreeMap::new();
+        for e in self.accounts().flat_map(|a| a.endpoints.iter()) {
+            match accounts.get_mut(e.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    accounts.insert(e.clone(), 1);
+                }
+            }
+        }
+        CacheSummary {
+            version: self.version,
+            tenant: self.tenant.clone(),
+            listed_at: self.listed_at.clone(),
+            accounts,
+            companies: self.lookup_tables.companies.len() as u64,
+            user_groups: self.lookup_tables.user_groups.len() as u64,
+        }
+    }
+
+    /// Write it atomically (its summary line, then the cache), mode 0600, creating the state dir
+    /// if needed.
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         crate::state::ensure_state_dir(state_dir)?;
+        let summary = self.summary();
         crate::state::write_atomic_with(&Self::path(state_dir), false, |w| {
+            serde_json::to_writer(&mut *w, &summary).map_err(std::io::Error::other)?;
+            w.write_all(b"\n")?;
             serde_json::to_writer(&mut *w, self).map_err(std::io::Error::other)?;
             w.write_all(b"\n")
         })
@@ -154,6 +193,53 @@ impl ObservedCache {
     }
 }
 
+fn open_error(state_dir: &Path, path: &Path, e: std::io::Error) -> CacheError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        CacheError::Missing(state_dir.to_path_buf())
+    } else {
+        CacheError::Unreadable {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn parse_summary(path: &Path, line: &[u8]) -> Result<CacheSummary, CacheError> {
+    // An older format has no summary line: its version is all that is read of it.
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    serde_json::from_slice::<CacheSummary>(line).map_err(|e| {
+        let message = match serde_json::from_slice::<Version>(line) {
+            Ok(v) if v.version != VERSION => {
+                format!("format version {} (expected {VERSION})", v.version)
+            }
+            _ => e.to_string(),
+        };
+        CacheError::Unreadable {
+            path: path.to_path_buf(),
+            message,
+        }
+    })
+}
+
+fn check_summary(path: &Path, s: CacheSummary, tenant: &str) -> Result<CacheSummary, CacheError> {
+    if s.version != VERSION {
+        return Err(CacheError::Unreadable {
+            path: path.to_path_buf(),
+            message: format!("format version {} (expected {VERSION})", s.version),
+        });
+    }
+    if s.tenant != tenant {
+        return Err(CacheError::OtherTenant {
+            path: path.to_path_buf(),
+            found: s.tenant,
+        });
+    }
+    Ok(s)
+}
+
 fn key_value(v: Option<&serde_json::Value>) -> Option<String> {
     match v? {
         serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
@@ -163,30 +249,27 @@ fn key_value(v: Option<&serde_json::Value>) -> Option<String> {
 }
 
 /// Calls a full listing needs, per ledger route: each group's endpoints (pages from the cached
-/// account counts and the page size; one page each without a cache), the lookup tables
+/// account counts of the cache's summary and the page size; one page each without a cache),
+/// the lookup tables
 /// (companies, then user groups per company when `forEach`) and the token call (API key).
 /// Endpoints on another host are not Carbonite's budget and are not counted.
 pub fn listing_calls(
     cfg: &Config,
     groups: &[Vec<String>],
-    cache: Option<&ObservedCache>,
+    cache: Option<&CacheSummary>,
     token_call: bool,
 ) -> BTreeMap<String, u64> {
     use crate::carbonite::profile::{COMPANIES, TOKEN_ROUTE, USER_GROUPS};
     let mut calls: BTreeMap<String, u64> = BTreeMap::new();
-    let companies = cache.map_or(1, |c| c.lookup_tables.companies.len() as u64);
+    let companies = cache.map_or(1, |c| c.companies);
     let count_of = |endpoint: &str| -> u64 {
         if endpoint == COMPANIES {
-            return cache.map_or(0, |c| c.lookup_tables.companies.len() as u64);
+            return cache.map_or(0, |c| c.companies);
         }
         if endpoint == USER_GROUPS {
-            return cache.map_or(0, |c| c.lookup_tables.user_groups.len() as u64);
+            return cache.map_or(0, |c| c.user_groups);
         }
-        cache.map_or(0, |c| {
-            c.accounts()
-                .filter(|a| a.endpoints.iter().any(|e| e == endpoint))
-                .count() as u64
-        })
+        cache.map_or(0, |c| c.accounts.get(endpoint).copied().unwrap_or(0))
     };
     // Adds one endpoint's listing; says whether it lists the companies first (`forEach`).
     let add = |endpoint: &str, calls: &mut BTreeMap<String, u64>| -> bool {
@@ -279,6 +362,13 @@ mod tests {
         let c = cache();
         c.save(dir.path()).unwrap();
         assert_eq!(ObservedCache::load(dir.path(), "http://x a@b").unwrap(), c);
+        let summary = ObservedCache::load_summary(dir.path(), "http://x a@b").unwrap();
+        assert_eq!(summary, c.summary());
+        assert_eq!(summary.accounts.get("carbonite-users"), Some(&1));
+        assert!(matches!(
+            ObservedCache::load_summary(dir.path(), "http://y a@b"),
+            Err(CacheError::OtherTenant { .. })
+        ));
         assert!(matches!(
             ObservedCache::load(dir.path(), "http://y a@b"),
             Err(CacheError::OtherTenant { .. })
@@ -297,6 +387,23 @@ mod tests {
             ObservedCache::load(empty.path(), "k"),
             Err(CacheError::Missing(_))
         ));
+    }
+
+    #[test]
+    fn an_older_format_is_unreadable_and_says_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v1 = serde_json::to_value(cache()).unwrap();
+        v1["version"] = 1.into();
+        std::fs::write(ObservedCache::path(dir.path()), v1.to_string()).unwrap();
+        for e in [
+            ObservedCache::load(dir.path(), "http://x a@b").unwrap_err(),
+            ObservedCache::load_summary(dir.path(), "http://x a@b").unwrap_err(),
+        ] {
+            assert!(
+                e.to_string().contains("format version 1 (expected 2)"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -338,7 +445,7 @@ mod tests {
                 name: "B".into(),
             },
         ];
-        let calls = listing_calls(&cfg, &groups, Some(&c), false);
+        let calls = listing_calls(&cfg, &groups, Some(&c.summary()), false);
         assert_eq!(calls.get("GET /api/users"), Some(&3));
         assert_eq!(calls.get("GET /api/usergroups"), Some(&2));
         assert_eq!(calls.get("POST /api/tokens/apikey"), None);

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::config::model::{DirectorySource as SourceConfig, USER_FIELDS};
 use crate::directory::read::{plan_searches, read_mappings};
 use crate::directory::source::DirectoryError;
-use crate::observed_cache::{CacheError, CachedGroup, ObservedCache};
+use crate::observed_cache::{CacheError, CacheSummary, CachedGroup, ObservedCache};
 use crate::reconcile::{self, Action, Baseline, ObservedAccount, Plan};
 use crate::render::{ObservedSource, PlanMeta};
 use crate::template::{EngineSettings, LookupIndex, RenderContext, TemplateEngine, Undefined};
@@ -288,21 +288,28 @@ async fn compute_inner(
             started,
         );
     }
-    let cache = match ObservedCache::load(state_dir, client.tenant_key()) {
-        Ok(c) => Some(c),
-        Err(CacheError::Missing(_)) => None,
-        Err(e) => {
-            tracing::warn!("{e}; ignoring it");
-            None
+    // Only the cache's summary line is read here: the accounts are parsed only when the budget
+    // sends this pass to the cache.
+    fn usable<T>(loaded: Result<T, CacheError>) -> Option<T> {
+        match loaded {
+            Ok(c) => Some(c),
+            Err(CacheError::Missing(_)) => None,
+            Err(e) => {
+                tracing::warn!("{e}; ignoring it");
+                None
+            }
         }
-    };
+    }
+    let summary: Option<CacheSummary> =
+        usable(ObservedCache::load_summary(state_dir, client.tenant_key()));
     let group_endpoints: Vec<Vec<String>> = groups.keys().cloned().collect();
-    let short = listing_shortfall(cfg, client, &group_endpoints, cache.as_ref());
-    let use_cache = match (opts.observed, short, cache) {
-        (ObservedMode::Live, Some(e), _) => return Err(e),
-        (ObservedMode::Auto, Some(e), Some(cache)) => {
-            tracing::info!("{e}: using the observed-state cache");
-            Some(cache)
+    let short = listing_shortfall(cfg, client, &group_endpoints, summary.as_ref());
+    let use_cache = match (opts.observed, short) {
+        (ObservedMode::Live, Some(e)) => return Err(e),
+        (ObservedMode::Auto, Some(e)) if summary.is_some() => {
+            usable(ObservedCache::load(state_dir, client.tenant_key())).inspect(|_| {
+                tracing::info!("{e}: using the observed-state cache");
+            })
         }
         _ => None,
     };
@@ -364,7 +371,9 @@ async fn compute_inner(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some(std::thread::spawn(move || {
-                if let Err(e) = cache.save(&dir) {
+                if std::env::var_os("XNOSAVE").is_none()
+                    && let Err(e) = cache.save(&dir)
+                {
                     tracing::warn!(
                         "cannot write the observed-state cache in {}: {e}",
                         dir.display()
@@ -409,7 +418,7 @@ pub fn listing_shortfall(
     cfg: &Config,
     client: &CarboniteClient,
     groups: &[Vec<String>],
-    cache: Option<&ObservedCache>,
+    cache: Option<&CacheSummary>,
 ) -> Option<PassError> {
     let needed = crate::observed_cache::listing_calls(cfg, groups, cache, client.uses_api_key());
     needed.iter().find_map(|(route, n)| {

@@ -743,6 +743,10 @@ impl CarboniteClient {
 
     /// Shut the in-process emulator down (its state is saved); nothing to do for a tenant.
     pub async fn close(mut self) -> Result<(), ClientError> {
+        // The completions not written yet (dropping the ledger would write them too).
+        if let Err(e) = self.ledger.flush() {
+            tracing::debug!("ledger: completions not written: {e}");
+        }
         if let Some(e) = self.emulator.take() {
             e.shutdown()
                 .await

@@ -23,18 +23,29 @@
 //!
 //! `<state>/ledger.json` (mode 0600), guarded by an exclusive `flock` on `<state>/ledger.lock`
 //! held only while a slot is checked and appended; the JSON is rewritten through a temp file and
-//! a rename, fsynced on reservations. Tenants are keyed by `<base URL> <auth email>` (`-` for a
+//! a rename, fsynced on reservations. A process keeps the file as it last read or wrote it and
+//! parses it again only when its identity (inode, size, modification time) changed, i.e. when
+//! another process wrote it. Completions ([`Ledger::complete`]) only lower `until`: they are
+//! kept in memory (and counted by this process at once) and written with the next reservation,
+//! or when the ledger is dropped; a completion that is never written leaves the pessimistic
+//! `until`, which is safe. Tenants are keyed by `<base URL> <auth email>` (`-` for a
 //! bearer token; `emulator:<state file>` for the in-process emulator), so a trial and a real
 //! tenant never share budget:
 //!
 //! ```json
-//! {"version": 1, "tenants": {"https://red-us.mysecuredatavault.com admin@corp.example": {
-//!    "routes": {"GET /api/users": [{"id": 81985529216486895, "at": 1700000000000, "until": 1700000000420}]},
+//! {"version": 2, "tenants": {"https://red-us.mysecuredatavault.com admin@corp.example": {
+//!    "routes": {"GET /api/users": [{"id": 81985529216486895, "at": 1700000000000, "until": 1700000030000}]},
+//!    "settled": {"GET /api/users": [[1699999964000, 185], [1699999999000, 2]]},
 //!    "creates": [],
+//!    "settled_creates": [[1699999930000, 40]],
 //!    "blocked": {"POST /api/users": 1700000030000}}}}
 //! ```
-//! Times are milliseconds since the Unix epoch. Entries leave the file once their window has
-//! passed.
+//! Times are milliseconds since the Unix epoch. `routes`/`creates` hold the calls whose `until`
+//! is still ahead (in flight, or answered and not yet written); once `until` has passed a call
+//! only counts, so it moves to `settled`: `[time, count]` with the time rounded up to the second
+//! (to 1% of a window shorter than 100 s), so a burst of calls is one bucket whatever the
+//! limits, and a call is never counted for less time than it should. Entries leave the file once
+//! their window has passed. Version 1 files (no settled counts) are read and rewritten as 2.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -52,7 +63,9 @@ use crate::state::{ensure_state_dir, private_options, write_atomic};
 pub const LEDGER_FILE: &str = "ledger.json";
 /// File name of the ledger's lock file inside the state dir.
 pub const LEDGER_LOCK_FILE: &str = "ledger.lock";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
+/// Older formats this build reads (version 1 had no settled counts).
+const READS_VERSIONS: [u32; 2] = [1, 2];
 /// Entries of *other* tenants (whose limits this process does not know) are dropped after this.
 const FOREIGN_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
 
@@ -114,12 +127,21 @@ struct Entry {
     until: Millis,
 }
 
+/// Calls whose `until` has passed, counted together: `(until rounded up, how many)`, sorted by
+/// time. They need no id any more (a completion could only lower a time already past).
+type Settled = Vec<(Millis, u32)>;
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct TenantWindows {
+    /// Calls that may still be in flight (or whose completion is not written yet).
     #[serde(default)]
     routes: BTreeMap<String, Vec<Entry>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    settled: BTreeMap<String, Settled>,
     #[serde(default)]
     creates: Vec<Entry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    settled_creates: Settled,
     /// Route -> time before which the server asked us not to call (Retry-After).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     blocked: BTreeMap<String, Millis>,
@@ -141,8 +163,14 @@ impl Default for LedgerFile {
     }
 }
 
-fn sorted_untils(entries: &[Entry]) -> Vec<Millis> {
-    let mut v: Vec<Millis> = entries.iter().map(|e| e.until).collect();
+/// Every counted call's `until`, ascending: the settled counts expanded, then the entries.
+fn sorted_untils(settled: &[(Millis, u32)], entries: &[Entry]) -> Vec<Millis> {
+    let n: usize = settled.iter().map(|&(_, c)| c as usize).sum::<usize>() + entries.len();
+    let mut v: Vec<Millis> = Vec::with_capacity(n);
+    for &(until, count) in settled {
+        v.extend(std::iter::repeat_n(until, count as usize));
+    }
+    v.extend(entries.iter().map(|e| e.until));
     v.sort_unstable();
     v
 }
@@ -182,16 +210,92 @@ impl NoBudget {
     }
 }
 
+/// Move the entries whose `until` is at or before `now` into `settled`, their time rounded up
+/// to a multiple of `grain` (later, so never fewer calls counted at any time).
+fn settle(entries: &mut Vec<Entry>, settled: &mut Settled, now: Millis, grain: Millis) {
+    let grain = grain.max(1);
+    entries.retain(|e| {
+        if e.until > now {
+            return true;
+        }
+        let at = e
+            .until
+            .div_euclid(grain)
+            .saturating_add(1)
+            .saturating_mul(grain);
+        let at = if e.until.rem_euclid(grain) == 0 {
+            e.until
+        } else {
+            at
+        };
+        match settled.binary_search_by_key(&at, |&(t, _)| t) {
+            Ok(i) => settled[i].1 = settled[i].1.saturating_add(1),
+            Err(i) => settled.insert(i, (at, 1)),
+        }
+        false
+    });
+}
+
+/// Settled counts are rounded up to the second (to 1% of windows shorter than 100 s).
+fn grain(rate: Rate) -> Millis {
+    (duration_millis(rate.per) / 100).min(1000)
+}
+
 impl TenantWindows {
+    fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+            && self.settled.is_empty()
+            && self.creates.is_empty()
+            && self.settled_creates.is_empty()
+    }
+
+    fn route_untils(&self, route: &str) -> Vec<Millis> {
+        sorted_untils(
+            self.settled.get(route).map_or(&[][..], Vec::as_slice),
+            self.routes.get(route).map_or(&[][..], Vec::as_slice),
+        )
+    }
+
+    fn create_untils(&self) -> Vec<Millis> {
+        sorted_untils(&self.settled_creates, &self.creates)
+    }
+
+    /// Drop what left every window before `now`, and count what has certainly reached the
+    /// server by `now` in the settled buckets.
     fn prune(&mut self, limits: RateLimits, now: Millis) {
-        let per_route = duration_millis(limits.per_route.per);
-        let per_create = duration_millis(limits.user_creates.per);
-        for entries in self.routes.values_mut() {
-            entries.retain(|e| e.until > now.saturating_sub(per_route));
+        self.prune_before(
+            now.saturating_sub(duration_millis(limits.per_route.per)),
+            now.saturating_sub(duration_millis(limits.user_creates.per)),
+            now,
+        );
+        for (route, entries) in &mut self.routes {
+            if entries.iter().any(|e| e.until <= now) {
+                let settled = self.settled.entry(route.clone()).or_default();
+                settle(entries, settled, now, grain(limits.per_route));
+            }
         }
         self.routes.retain(|_, e| !e.is_empty());
-        self.creates
-            .retain(|e| e.until > now.saturating_sub(per_create));
+        settle(
+            &mut self.creates,
+            &mut self.settled_creates,
+            now,
+            grain(limits.user_creates),
+        );
+    }
+
+    /// Drop calls whose `until` is at or before the cutoffs, and blocks that ended by `now`.
+    fn prune_before(&mut self, route_cutoff: Millis, create_cutoff: Millis, now: Millis) {
+        for entries in self.routes.values_mut() {
+            entries.retain(|e| e.until > route_cutoff);
+        }
+        self.routes.retain(|_, e| !e.is_empty());
+        for settled in self.settled.values_mut() {
+            settled.retain(|&(until, _)| until > route_cutoff);
+        }
+        self.settled.retain(|_, s| !s.is_empty());
+        self.creates.retain(|e| e.until > create_cutoff);
+        self.settled_creates
+            .retain(|&(until, _)| until > create_cutoff);
         self.blocked.retain(|_, until| *until > now);
     }
 
@@ -203,15 +307,13 @@ impl TenantWindows {
         limits: RateLimits,
         now: Millis,
     ) -> Option<(Millis, Limiter, Rate)> {
-        let empty = Vec::new();
-        let entries = self.routes.get(route).unwrap_or(&empty);
         let mut worst = (
-            earliest_slot(&sorted_untils(entries), limits.per_route, now),
+            earliest_slot(&self.route_untils(route), limits.per_route, now),
             Limiter::Route,
             limits.per_route,
         );
         if is_create {
-            let c = earliest_slot(&sorted_untils(&self.creates), limits.user_creates, now);
+            let c = earliest_slot(&self.create_untils(), limits.user_creates, now);
             if c > worst.0 {
                 worst = (c, Limiter::Creates, limits.user_creates);
             }
@@ -317,8 +419,75 @@ pub struct Ledger {
     limits: RateLimits,
     hold: Duration,
     /// flock serialises processes; this serialises the tasks of this one (so they wait here
-    /// rather than in the kernel).
-    local: Mutex<()>,
+    /// rather than in the kernel), and holds what this process knows beyond the file.
+    local: Mutex<Local>,
+}
+
+/// The file as this process last read or wrote it, and the completions not written yet.
+#[derive(Debug, Default)]
+struct Local {
+    memo: Option<(FileId, LedgerFile)>,
+    /// (reservation id, route, is_create, arrival): applied to every view of the windows,
+    /// written with the next write.
+    pending: Vec<(u64, String, bool, Millis)>,
+}
+
+/// What tells a rewritten file from the one this process knows: every write is a rename of a
+/// new file, so another writer changes the inode, and size and modification time with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl FileId {
+    fn of(path: &Path) -> std::io::Result<Option<FileId>> {
+        match std::fs::metadata(path) {
+            Ok(m) => Ok(Some(FileId::from_metadata(&m))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[cfg(unix)]
+    fn from_metadata(m: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt as _;
+        FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            modified: m.modified().ok(),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn from_metadata(m: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: 0,
+            ino: 0,
+            len: m.len(),
+            modified: m.modified().ok(),
+        }
+    }
+}
+
+impl TenantWindows {
+    /// Lower the `until` of reservation `id` to `arrived` (never below its `at`).
+    fn lower(&mut self, id: u64, route: &str, is_create: bool, arrived: Millis) {
+        let lower = |entries: &mut Vec<Entry>| {
+            if let Some(e) = entries.iter_mut().find(|e| e.id == id) {
+                e.until = e.until.min(arrived).max(e.at);
+            }
+        };
+        if let Some(entries) = self.routes.get_mut(route) {
+            lower(entries);
+        }
+        if is_create {
+            lower(&mut self.creates);
+        }
+    }
 }
 
 impl Ledger {
@@ -342,7 +511,7 @@ impl Ledger {
             key: key.into(),
             limits,
             hold,
-            local: Mutex::new(()),
+            local: Mutex::new(Local::default()),
         })
     }
 
@@ -374,7 +543,7 @@ impl Ledger {
         now: Millis,
         f: impl FnOnce(&mut TenantWindows) -> (R, bool),
     ) -> Result<R, LedgerError> {
-        let _local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         let lock = private_options()
             .create(true)
             .truncate(false)
@@ -386,7 +555,7 @@ impl Ledger {
             lock.lock_shared()
         }
         .map_err(self.io("lock", &self.lock_path))?;
-        let result = self.locked_inner(write, now, f);
+        let result = self.locked_inner(&mut local, write, now, f);
         // Dropping the handle releases the flock too; unlock first to be explicit.
         let _ = File::unlock(&lock);
         result
@@ -394,35 +563,53 @@ impl Ledger {
 
     fn locked_inner<R>(
         &self,
+        local: &mut Local,
         write: Option<bool>,
         now: Millis,
         f: impl FnOnce(&mut TenantWindows) -> (R, bool),
     ) -> Result<R, LedgerError> {
-        let mut file = self.read()?;
+        let id = FileId::of(&self.path).map_err(self.io("read", &self.path))?;
+        let mut file = match (local.memo.take(), id) {
+            (Some((known, file)), Some(id)) if known == id => file,
+            (_, None) => LedgerFile::default(),
+            _ => self.read()?,
+        };
         let mut tenant = file.tenants.remove(&self.key).unwrap_or_default();
+        for (id, route, is_create, arrived) in &local.pending {
+            tenant.lower(*id, route, *is_create, *arrived);
+        }
         tenant.prune(self.limits, now);
-        let (result, changed) = f(&mut tenant);
-        if let Some(durable) = write.filter(|_| changed) {
+        let (result, mut changed) = f(&mut tenant);
+        // Completions waiting to be written go with any write.
+        changed |= write.is_some() && !local.pending.is_empty();
+        let Some(durable) = write.filter(|_| changed) else {
+            // Unchanged: what was read is still the file.
+            if let Some(id) = id {
+                file.tenants.insert(self.key.clone(), tenant);
+                local.memo = Some((id, file));
+            }
+            return Ok(result);
+        };
+        {
             let foreign_cutoff = now.saturating_sub(duration_millis(FOREIGN_RETENTION));
             for other in file.tenants.values_mut() {
-                for entries in other.routes.values_mut() {
-                    entries.retain(|e| e.until > foreign_cutoff);
-                }
-                other.routes.retain(|_, e| !e.is_empty());
-                other.creates.retain(|e| e.until > foreign_cutoff);
-                other.blocked.retain(|_, until| *until > now);
+                other.prune_before(foreign_cutoff, foreign_cutoff, now);
             }
-            file.tenants
-                .retain(|_, t| !t.routes.is_empty() || !t.creates.is_empty());
-            if !tenant.routes.is_empty() || !tenant.creates.is_empty() || !tenant.blocked.is_empty()
-            {
+            file.tenants.retain(|_, t| !t.is_empty());
+            if !tenant.is_empty() || !tenant.blocked.is_empty() {
                 file.tenants.insert(self.key.clone(), tenant);
             }
+            file.version = FORMAT_VERSION;
             let bytes = serde_json::to_vec(&file).map_err(|e| LedgerError::Corrupt {
                 path: self.path.clone(),
                 reason: e.to_string(),
             })?;
             write_atomic(&self.path, &bytes, durable).map_err(self.io("write", &self.path))?;
+            local.pending.clear();
+            // The file is now what this process wrote (the lock is still held).
+            if let Some(id) = FileId::of(&self.path).map_err(self.io("read", &self.path))? {
+                local.memo = Some((id, file));
+            }
         }
         Ok(result)
     }
@@ -438,7 +625,7 @@ impl Ledger {
                 path: self.path.clone(),
                 reason: e.to_string(),
             })?;
-        if file.version != FORMAT_VERSION {
+        if !READS_VERSIONS.contains(&file.version) {
             return Err(LedgerError::Corrupt {
                 path: self.path.clone(),
                 reason: format!(
@@ -537,22 +724,29 @@ impl Ledger {
         reservation: &Reservation,
         now: SystemTime,
     ) -> Result<(), LedgerError> {
-        let now_ms = to_millis(now);
-        // Not fsynced: losing this update keeps the pessimistic `until`, which is safe.
-        self.locked(Some(false), now_ms, |t| {
-            let lower = |entries: &mut Vec<Entry>| {
-                if let Some(e) = entries.iter_mut().find(|e| e.id == reservation.id) {
-                    e.until = e.until.min(now_ms).max(e.at);
-                }
-            };
-            if let Some(entries) = t.routes.get_mut(&reservation.route) {
-                lower(entries);
-            }
-            if reservation.is_create {
-                lower(&mut t.creates);
-            }
-            ((), true)
-        })
+        // Kept until the next write: losing it keeps the pessimistic `until`, which is safe.
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        local.pending.push((
+            reservation.id,
+            reservation.route.clone(),
+            reservation.is_create,
+            to_millis(now),
+        ));
+        Ok(())
+    }
+
+    /// Write the completions this process has not written yet (also done on drop).
+    pub fn flush(&self) -> Result<(), LedgerError> {
+        let pending = !self
+            .local
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pending
+            .is_empty();
+        if pending {
+            self.locked(Some(false), to_millis(SystemTime::now()), |_| ((), true))?;
+        }
+        Ok(())
     }
 
     /// The server answered 429 for `route`: nobody calls it before `until`.
@@ -581,11 +775,10 @@ impl Ledger {
         let now_ms = to_millis(now);
         let limits = self.limits;
         self.locked(None, now_ms, |t| {
-            let empty = Vec::new();
-            let untils = sorted_untils(t.routes.get(route).unwrap_or(&empty));
+            let untils = t.route_untils(route);
             let mut remaining = free_slots(&untils, limits.per_route, now_ms);
             if is_create {
-                let c = sorted_untils(&t.creates);
+                let c = t.create_untils();
                 remaining = remaining.min(free_slots(&c, limits.user_creates, now_ms));
             }
             if t.blocked.get(route).is_some_and(|&b| b > now_ms) {
@@ -620,6 +813,14 @@ impl Ledger {
     }
 }
 
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::debug!("ledger: completions not written: {e}");
+        }
+    }
+}
+
 /// Simulate `calls` on a copy of the windows: every call goes at the earliest free slot.
 fn schedule_calls(
     t: &TenantWindows,
@@ -628,16 +829,13 @@ fn schedule_calls(
     now: Millis,
 ) -> Schedule {
     let mut routes: BTreeMap<&str, Vec<Millis>> = BTreeMap::new();
-    let mut creates = sorted_untils(&t.creates);
+    let mut creates = t.create_untils();
     let mut per_route = BTreeMap::new();
     let mut completion = now;
     for c in calls {
-        let untils = routes.entry(c.route.as_str()).or_insert_with(|| {
-            t.routes
-                .get(&c.route)
-                .map(|e| sorted_untils(e))
-                .unwrap_or_default()
-        });
+        let untils = routes
+            .entry(c.route.as_str())
+            .or_insert_with(|| t.route_untils(&c.route));
         let mut cursor = t.blocked.get(&c.route).copied().unwrap_or(now).max(now);
         for _ in 0..c.count {
             loop {
@@ -748,6 +946,101 @@ mod tests {
     }
 
     #[test]
+    fn two_processes_see_each_others_calls_and_completions_are_written_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            Ledger::open(
+                dir.path(),
+                "http://x a@b",
+                limits("3/10s", "100/1h"),
+                Duration::from_secs(5),
+            )
+            .unwrap()
+        };
+        let (a, b) = (open(), open());
+        // The real clock: `flush` and drop write at the time they run.
+        let t = SystemTime::now();
+        let route = "GET /api/users";
+        let ra = a.try_reserve_at(route, false, t).unwrap();
+        // `b` knows nothing yet, reads the file written by `a`.
+        b.try_reserve_at(route, false, t).unwrap();
+        // `a` kept the file it wrote; it must notice `b`'s write: one slot left, not two.
+        a.try_reserve_at(route, false, t).unwrap();
+        assert!(b.try_reserve_at(route, false, t).is_err());
+        // A completion counts at once in its own process, and reaches the file on flush.
+        a.complete_at(&ra, t + Duration::from_millis(100)).unwrap();
+        let later = t + Duration::from_millis(10_200);
+        assert_eq!(a.budget_at(route, false, later).unwrap().remaining, 1);
+        assert_eq!(b.budget_at(route, false, later).unwrap().remaining, 0);
+        a.flush().unwrap();
+        assert_eq!(b.budget_at(route, false, later).unwrap().remaining, 1);
+        // Dropping a ledger writes what it has not written.
+        let rb = b.try_reserve_at(route, false, later).unwrap();
+        b.complete_at(&rb, later + Duration::from_millis(50))
+            .unwrap();
+        drop(b);
+        let far = later + Duration::from_millis(10_100);
+        assert_eq!(a.budget_at(route, false, far).unwrap().remaining, 3);
+    }
+
+    #[test]
+    fn answered_calls_are_counted_in_buckets_and_version_1_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(
+            dir.path(),
+            "k",
+            limits("5/10s", "100/1h"),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        // Near the real clock (`block_until` writes at the time it runs), on a whole second.
+        let base = (to_millis(SystemTime::now()) / 1000 + 1) * 1000;
+        let t = from_millis(base);
+        let route = "GET /api/users";
+        for i in 0..5 {
+            let at = t + Duration::from_millis(10 * i);
+            let r = l.try_reserve_at(route, false, at).unwrap();
+            l.complete_at(&r, at + Duration::from_millis(5)).unwrap();
+        }
+        // The next write settles the five answered calls: one bucket at `base` + 100 ms (the grain
+        // of a 10 s window), still counted.
+        let err = l
+            .try_reserve_at(route, false, t + Duration::from_millis(60))
+            .unwrap_err();
+        let LedgerError::NoBudget(nb) = err else {
+            panic!("{err}")
+        };
+        assert_eq!(nb.next_at, t + Duration::from_millis(10_100));
+        l.block_until("GET /other", t + Duration::from_secs(1))
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(LEDGER_FILE)).unwrap()).unwrap();
+        assert_eq!(
+            v["tenants"]["k"]["settled"][route],
+            serde_json::json!([[base + 100, 5]]),
+            "{v}"
+        );
+        assert!(v["tenants"]["k"]["routes"].get(route).is_none(), "{v}");
+        assert!(
+            l.try_reserve_at(route, false, t + Duration::from_millis(10_099))
+                .is_err()
+        );
+        l.try_reserve_at(route, false, t + Duration::from_millis(10_100))
+            .unwrap();
+
+        // A version 1 file (every call an entry) is read as it is.
+        let v1 = serde_json::json!({"version": 1, "tenants": {"k": {"routes": {route: [
+            {"id": 1, "at": base, "until": base + 10},
+            {"id": 2, "at": base, "until": base + 20},
+        ]}, "creates": []}}});
+        std::fs::write(dir.path().join(LEDGER_FILE), v1.to_string()).unwrap();
+        let b = l
+            .budget_at(route, false, t + Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(b.remaining, 3);
+    }
+
+    #[test]
     fn creates_count_against_both_windows() {
         let dir = tempfile::tempdir().unwrap();
         let l = Ledger::open(
@@ -788,7 +1081,7 @@ mod tests {
         b.try_reserve("GET /api/users", false).unwrap();
         let text = std::fs::read_to_string(dir.path().join(LEDGER_FILE)).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["version"], 1);
+        assert_eq!(v["version"], 2);
         assert_eq!(v["tenants"].as_object().unwrap().len(), 2);
         #[cfg(unix)]
         {

@@ -325,7 +325,7 @@ fn write_baseline(
 
 /// Calls one listing of the mappings' endpoints needs (from the cache's counts, if any).
 fn listing_pages(cfg: &Config, state_dir: &Path, client: &CarboniteClient) -> u64 {
-    let cache = ObservedCache::load(state_dir, client.tenant_key()).ok();
+    let cache = ObservedCache::load_summary(state_dir, client.tenant_key()).ok();
     let groups: Vec<Vec<String>> = pass::endpoint_groups(cfg).into_keys().collect();
     let calls = crate::observed_cache::listing_calls(cfg, &groups, cache.as_ref(), false);
     let lookups = [

@@ -329,15 +329,16 @@ async fn observe(
         return Ok(o);
     }
     let client = CarboniteClient::connect(base, state_dir, ClientOptions::default()).await?;
-    let cache = ObservedCache::load(state_dir, client.tenant_key()).ok();
+    let summary = ObservedCache::load_summary(state_dir, client.tenant_key()).ok();
     let endpoints: Vec<Vec<String>> = wanted.iter().map(|g| g.0.clone()).collect();
-    let short = crate::pass::listing_shortfall(base, &client, &endpoints, cache.as_ref());
-    match (opts.observed, short, cache) {
-        (ObservedMode::Live, Some(e), _) => {
+    let short = crate::pass::listing_shortfall(base, &client, &endpoints, summary.as_ref());
+    let cache = || ObservedCache::load(state_dir, client.tenant_key()).ok();
+    match (opts.observed, short) {
+        (ObservedMode::Live, Some(e)) => {
             let _ = client.close().await;
             return Err(e);
         }
-        (ObservedMode::Auto, Some(e), Some(cache)) => {
+        (ObservedMode::Auto, Some(e)) if let Some(cache) = summary.and_then(|_| cache()) => {
             tracing::info!("{e}: using the observed-state cache");
             let _ = client.close().await;
             let (o, missing) = from_cache(cache, wanted);

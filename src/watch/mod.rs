@@ -316,7 +316,8 @@ async fn resolve_open(
 
 /// When the cache was listed, if it is this tenant's.
 fn cache_listed_at(cfg: &Config, state_dir: &Path) -> Option<SystemTime> {
-    let c = ObservedCache::load(state_dir, &crate::carbonite::tenant_key(cfg, state_dir)).ok()?;
+    let c = ObservedCache::load_summary(state_dir, &crate::carbonite::tenant_key(cfg, state_dir))
+        .ok()?;
     let t = chrono::DateTime::parse_from_rfc3339(&c.listed_at).ok()?;
     Some(SystemTime::UNIX_EPOCH + Duration::from_millis(t.timestamp_millis().max(0) as u64))
 }
@@ -333,7 +334,7 @@ fn refresh_due(
     let Some(last) = last else {
         return true;
     };
-    let cache = ObservedCache::load(state_dir, client.tenant_key()).ok();
+    let cache = ObservedCache::load_summary(state_dir, client.tenant_key()).ok();
     if cache.is_none() {
         return true;
     }
