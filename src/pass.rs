@@ -371,9 +371,7 @@ async fn compute_inner(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some(std::thread::spawn(move || {
-                if std::env::var_os("XNOSAVE").is_none()
-                    && let Err(e) = cache.save(&dir)
-                {
+                if let Err(e) = cache.save(&dir) {
                     tracing::warn!(
                         "cannot write the observed-state cache in {}: {e}",
                         dir.display()
