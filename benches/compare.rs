@@ -112,7 +112,7 @@ fn main() {
             carbonite_sync::carbonite::ObservedAccount {
                 id: Some(format!("id-{i}")),
                 key: Some(key),
-                fields,
+                fields: carbonite_sync::carbonite::raw::RawFields::from_map(&fields),
                 endpoints: vec!["carbonite-users".into()],
             }
         })

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::carbonite::ObservedAccount;
+use crate::carbonite::raw::RawFields;
 use crate::config::Config;
 use crate::config::model::{EndpointTarget, PaginationStyle};
 use crate::template::LookupTables;
@@ -171,10 +172,12 @@ impl ObservedCache {
                 .filter(|a| a.id.as_deref() == Some(id))
             {
                 found = true;
+                let mut merged = a.fields.to_map();
                 for (k, v) in fields {
-                    a.fields.insert(k.clone(), v.clone());
+                    merged.insert(k.clone(), v.clone());
                 }
-                a.key = key_value(a.fields.get(&g.key_field));
+                a.key = key_value(merged.get(&g.key_field));
+                a.fields = RawFields::from_map(&merged);
             }
         }
         if found {
@@ -185,7 +188,7 @@ impl ObservedCache {
                 g.accounts.push(ObservedAccount {
                     id: Some(id.to_string()),
                     key: key_value(fields.get(&g.key_field)),
-                    fields: fields.clone(),
+                    fields: RawFields::from_map(fields),
                     endpoints: vec![first.clone()],
                 });
             }
@@ -345,10 +348,11 @@ mod tests {
                 accounts: vec![ObservedAccount {
                     id: Some("u1".into()),
                     key: Some("E1".into()),
-                    fields: serde_json::json!({"UserCustom1": "E1", "Email": "a@x"})
-                        .as_object()
-                        .cloned()
-                        .unwrap_or_default(),
+                    fields: RawFields::from_map(
+                        serde_json::json!({"UserCustom1": "E1", "Email": "a@x"})
+                            .as_object()
+                            .unwrap(),
+                    ),
                     endpoints: vec!["carbonite-users".into()],
                 }],
             }],
@@ -411,7 +415,10 @@ mod tests {
         let mut c = cache();
         let f = serde_json::json!({"Email": "new@x"});
         c.apply_write("u1", f.as_object(), &[]);
-        assert_eq!(c.groups[0].accounts[0].fields["Email"], "new@x");
+        assert_eq!(
+            c.groups[0].accounts[0].fields.get("Email"),
+            Some("new@x".into())
+        );
         assert_eq!(c.groups[0].accounts[0].key.as_deref(), Some("E1"));
         let n = serde_json::json!({"UserCustom1": "E2"});
         c.apply_write("u2", n.as_object(), &["carbonite-users".into()]);

@@ -765,11 +765,26 @@ pub fn entries_per_mapping(
 
 /// The wire-level listing -> the core's view (string fields, empty values dropped).
 pub fn to_observed(a: &crate::carbonite::ObservedAccount) -> Option<ObservedAccount> {
-    Some(observed_from(
+    Some(observed_from_raw(
         a.id.clone()?,
         &a.fields,
         endpoint_set(&a.endpoints),
     ))
+}
+
+/// [`observed_from`] straight from the listed text (no `Value` in between).
+pub fn observed_from_raw(
+    id: String,
+    fields: &crate::carbonite::raw::RawFields,
+    endpoints: Arc<BTreeSet<String>>,
+) -> ObservedAccount {
+    ObservedAccount {
+        id,
+        fields: crate::carbonite::raw::scalar_fields(fields.as_str())
+            .into_iter()
+            .collect(),
+        endpoints,
+    }
 }
 
 /// The shared set of these endpoint names (the previous set again when it is the same: most

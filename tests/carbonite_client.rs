@@ -27,7 +27,7 @@ async fn lists_2000_accounts_across_pages() {
     assert_eq!(items.len(), 2000);
     let ids: HashSet<_> = items.iter().map(|i| i.id.clone().unwrap()).collect();
     assert_eq!(ids.len(), 2000);
-    assert_eq!(items[1999].value["Email"], "user2000@corp.example");
+    assert_eq!(items[1999].value()["Email"], "user2000@corp.example");
     let s = stats(&emu.base_url()).await;
     // 4 pages of 500; the total stops the listing without asking for an empty page 5.
     assert_eq!(count(&s, "GET /api/users", "200"), 4);
@@ -207,7 +207,7 @@ async fn a_dropped_create_is_an_unknown_outcome_and_can_be_looked_up() {
     assert_eq!(s["creates"], 1);
     let found = client.find_by_email("dropped@corp.example").await.unwrap();
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].value["UserCustom1"], "D1");
+    assert_eq!(found[0].value()["UserCustom1"], "D1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -699,8 +699,9 @@ pub async fn resolve_create(
     let items = client.find_by_email(email).await?;
     let matching: Vec<_> = items
         .into_iter()
-        .filter(|i| {
-            i.value
+        .map(|i| (i.value(), i.id))
+        .filter(|(value, _)| {
+            value
                 .get("Email")
                 .and_then(Value::as_str)
                 .is_some_and(|e| e.eq_ignore_ascii_case(email))
@@ -709,14 +710,14 @@ pub async fn resolve_create(
     match matching.as_slice() {
         [] => Ok(Resolution::None),
         [one] => {
-            let theirs = value_text(one.value.get(key_field));
-            let Some(id) = one.id.clone() else {
+            let theirs = value_text(one.0.get(key_field));
+            let Some(id) = one.1.clone() else {
                 return Ok(Resolution::Conflict(format!(
                     "the account found by Email {email} has no id"
                 )));
             };
             if theirs.is_empty() || theirs == key {
-                let fields = one.value.as_object().cloned().unwrap_or_default();
+                let fields = one.0.as_object().cloned().unwrap_or_default();
                 Ok(Resolution::Found((id, fields)))
             } else {
                 Ok(Resolution::Conflict(format!(

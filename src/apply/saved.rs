@@ -158,7 +158,8 @@ pub async fn stale_accounts(
         for (endpoints, key_field) in crate::pass::endpoint_groups(cfg) {
             for a in client.list_accounts(&endpoints, &key_field).await? {
                 if let Some(id) = a.id.clone().filter(|id| ids.contains(id.as_str())) {
-                    let o = crate::pass::observed_from(id.clone(), &a.fields, Default::default());
+                    let o =
+                        crate::pass::observed_from_raw(id.clone(), &a.fields, Default::default());
                     now.insert(id, Some(fingerprint(&o, &fields)));
                 }
             }

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use url::Url;
@@ -49,6 +50,7 @@ use super::error::{ClientError, CreateError, FieldErrors};
 use super::ledger::{Ledger, LedgerError, Reservation};
 use super::pagination::{PageRequest, Pager};
 use super::profile::{COMPANIES, TOKEN_ROUTE, USER_BY_EMAIL, USER_GROUPS, USERS};
+use super::raw::{RawFields, top_level};
 use super::redact::{REDACTED, Redactor};
 use crate::config::Config;
 use crate::config::model::{
@@ -123,13 +125,26 @@ pub struct ClientOptions {
 }
 
 /// One listed item: its server id (from the Endpoint's `id` pointer) and the whole JSON object,
-/// unknown fields included (they are never sent back).
-#[derive(Clone, Debug, PartialEq)]
+/// unknown fields included (they are never sent back), as the text the server sent.
+#[derive(Clone, Debug)]
 pub struct Item {
     /// The server id, when the Endpoint has an `id` pointer.
     pub id: Option<String>,
     /// The item as listed.
-    pub value: Value,
+    pub raw: Box<RawValue>,
+}
+
+impl Item {
+    /// The item parsed.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.raw.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for Item {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.value() == other.value()
+    }
 }
 
 /// One page (or a few) of a listing.
@@ -162,8 +177,9 @@ pub struct ObservedAccount {
     pub id: Option<String>,
     /// The primary key's value; `None` when the key field is absent, null or "".
     pub key: Option<String>,
-    /// The merged fields: the first endpoint's value wins where two disagree.
-    pub fields: Map<String, Value>,
+    /// The merged fields: the first endpoint's value wins where two disagree. Kept as listed
+    /// (text) unless merged: see [`RawFields`].
+    pub fields: RawFields,
     /// Endpoints that listed it, in order.
     pub endpoints: Vec<String>,
 }
@@ -209,11 +225,17 @@ struct Call<'a> {
     raw: Option<(String, String)>,
     /// A request timeout other than the client's.
     timeout: Option<Duration>,
+    /// A listing's `items` pointer: the answer's value there is kept as text
+    /// ([`Reply::items`]), not parsed into `body`.
+    items: Option<&'a str>,
 }
 
 struct Reply {
     status: u16,
+    /// The JSON answer; a listing's items are `null` here, their text is in `items`.
     body: Value,
+    /// A listing's items (the answer's value at the call's `items` pointer), as text.
+    items: Option<Box<RawValue>>,
     /// The body when it is not JSON (redacted, shortened), for messages.
     text: Option<String>,
     retry_after: Option<Duration>,
@@ -827,6 +849,7 @@ impl CarboniteClient {
             body: Some(json!({"Email": email, "ApiKeySecret": secret.expose()})),
             raw: None,
             timeout: None,
+            items: None,
         };
         let reply = self
             .execute(&call)
@@ -1044,11 +1067,17 @@ impl CarboniteClient {
                 }
                 Ok((status, headers, bytes)) => {
                     tracing::debug!(op = call.op, method = %call.method, url = %shown, attempt, status, ms, "carbonite: response");
-                    let reply = self.reply(status, &headers, &bytes);
+                    let reply = self.reply(status, &headers, &bytes, call.items);
                     if tracing::enabled!(tracing::Level::TRACE) {
                         let body = match &reply.text {
                             Some(t) => t.clone(),
-                            None => truncate(&self.redactor.json(&reply.body), TRACE_BODY_LIMIT),
+                            // The whole answer, items included.
+                            None => truncate(
+                                &self
+                                    .redactor
+                                    .json(&serde_json::from_slice(&bytes).unwrap_or(Value::Null)),
+                                TRACE_BODY_LIMIT,
+                            ),
                         };
                         tracing::trace!(op = call.op, status, body = %body, "carbonite: response body");
                     }
@@ -1109,18 +1138,24 @@ impl CarboniteClient {
         }
     }
 
-    fn reply(&self, status: u16, headers: &HeaderMap, bytes: &[u8]) -> Reply {
+    fn reply(&self, status: u16, headers: &HeaderMap, bytes: &[u8], items: Option<&str>) -> Reply {
         let retry_after = headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let (body, text) = if bytes.iter().all(u8::is_ascii_whitespace) {
-            (Value::Null, None)
+        let parsed = match items {
+            // A successful listing page: its items stay text (see `raw`).
+            Some(ptr) if (200..300).contains(&status) => super::raw::split_at(bytes, ptr),
+            _ => serde_json::from_slice::<Value>(bytes).map(|v| (v, None)),
+        };
+        let (body, items, text) = if bytes.iter().all(u8::is_ascii_whitespace) {
+            (Value::Null, None, None)
         } else {
-            match serde_json::from_slice::<Value>(bytes) {
-                Ok(v) => (v, None),
+            match parsed {
+                Ok((v, items)) => (v, items, None),
                 Err(_) => (
                     Value::Null,
+                    None,
                     Some(truncate(
                         &self.redactor.text(&String::from_utf8_lossy(bytes)),
                         500,
@@ -1131,6 +1166,7 @@ impl CarboniteClient {
         Reply {
             status,
             body,
+            items,
             text,
             retry_after,
         }
@@ -1254,6 +1290,7 @@ impl CarboniteClient {
                     body: None,
                     raw: None,
                     timeout: None,
+                    items: Some(e.items.as_str()),
                 };
                 self.execute(&call)
                     .await
@@ -1300,15 +1337,21 @@ impl CarboniteClient {
                 url: shown.clone(),
                 problem,
             };
-            let items = match reply.body.pointer(&e.items) {
-                Some(Value::Array(a)) => a,
-                Some(other) => {
-                    return Err(response_error(format!(
-                        "`items` {} is {}, not an array",
-                        e.items,
-                        json_type(other)
-                    )));
-                }
+            let not_array = |other: &Value| {
+                response_error(format!(
+                    "`items` {} is {}, not an array",
+                    e.items,
+                    json_type(other)
+                ))
+            };
+            let items: Vec<Box<RawValue>> = match reply.items.take() {
+                Some(raw) => match serde_json::from_str(raw.get()) {
+                    Ok(items) => items,
+                    Err(_) => {
+                        let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+                        return Err(not_array(&v));
+                    }
+                },
                 None if reply.text.is_some() => {
                     return Err(response_error("the answer is not JSON".into()));
                 }
@@ -1321,9 +1364,22 @@ impl CarboniteClient {
             };
             let mut hasher = foldhash::quality::FixedState::default().build_hasher();
             let mut ids = Vec::with_capacity(items.len());
+            // A top-level `id` pointer (`/UserId`) is read without parsing the whole item.
+            let top_id = e.id.as_deref().and_then(|p| {
+                let t = p.strip_prefix('/')?;
+                (!t.contains(['/', '~'])).then_some(t)
+            });
             for (n, v) in items.iter().enumerate() {
                 let id = match &e.id {
-                    Some(ptr) => match v.pointer(ptr).and_then(id_string) {
+                    Some(ptr) => match match top_id {
+                        Some(name) => top_level(v.get(), &[name]).pop().flatten(),
+                        None => serde_json::from_str::<Value>(v.get())
+                            .ok()
+                            .and_then(|v| v.pointer(ptr).cloned()),
+                    }
+                    .as_ref()
+                    .and_then(id_string)
+                    {
                         Some(id) => Some(id),
                         None => {
                             return Err(response_error(format!(
@@ -1336,7 +1392,7 @@ impl CarboniteClient {
                 };
                 match &id {
                     Some(id) => id.hash(&mut hasher),
-                    None => v.to_string().hash(&mut hasher),
+                    None => v.get().hash(&mut hasher),
                 }
                 ids.push(id);
             }
@@ -1346,16 +1402,8 @@ impl CarboniteClient {
                 .next(&reply.body, count, hasher.finish())
                 .map_err(|err| response_error(err.to_string()))?;
             page.total = pager.total();
-            // The items move out of the answer (the pager has read what it needs from it).
-            let values = match reply.body.pointer_mut(&e.items).map(Value::take) {
-                Some(Value::Array(values)) => values,
-                _ => Vec::new(),
-            };
-            page.items.extend(
-                ids.into_iter()
-                    .zip(values)
-                    .map(|(id, value)| Item { id, value }),
-            );
+            page.items
+                .extend(ids.into_iter().zip(items).map(|(id, raw)| Item { id, raw }));
             // Fetch ahead the pages that the total says are still needed, up to the client's
             // concurrency, when this page was full (the server honours our page size).
             if let Some(next) = &next
@@ -1494,9 +1542,10 @@ impl CarboniteClient {
             .items
             .into_iter()
             .filter_map(|i| {
+                let value = i.value();
                 let id =
-                    i.id.or_else(|| i.value.get("CompanyId").and_then(id_string))?;
-                let name = i.value.get("CompanyName").and_then(id_string)?;
+                    i.id.or_else(|| value.get("CompanyId").and_then(id_string))?;
+                let name = value.get("CompanyName").and_then(id_string)?;
                 Some(Company { id, name })
             })
             .collect())
@@ -1511,11 +1560,11 @@ impl CarboniteClient {
             items
                 .into_iter()
                 .filter_map(|i| {
+                    let value = i.value();
                     let id =
-                        i.id.or_else(|| i.value.get("UserGroupId").and_then(id_string))?;
-                    let name = i.value.get("Name").and_then(id_string)?;
-                    let company_id = i
-                        .value
+                        i.id.or_else(|| value.get("UserGroupId").and_then(id_string))?;
+                    let name = value.get("Name").and_then(id_string)?;
+                    let company_id = value
                         .get("CompanyId")
                         .and_then(id_string)
                         .or_else(|| company.map(str::to_string))?;
@@ -1610,6 +1659,7 @@ impl CarboniteClient {
             body,
             raw: None,
             timeout: None,
+            items: None,
         };
         let result = self.execute(&call).await;
         Ok((method, shown, result))
@@ -1766,6 +1816,7 @@ impl CarboniteClient {
             body: None,
             raw: body.map(|(ct, text)| (ct.to_string(), text.to_string())),
             timeout: Some(timeout),
+            items: None,
         };
         let reply = self
             .execute(&call)
@@ -1947,22 +1998,21 @@ fn encode_path_segment(s: &str) -> String {
 
 /// Merge listings by primary key (see [`CarboniteClient::list_accounts`]).
 pub fn merge_accounts(lists: Vec<(String, Vec<Item>)>, key_field: &str) -> Vec<ObservedAccount> {
-    let key_of = |v: &Value| v.get(key_field).and_then(id_string);
+    let key_of = |raw: &RawValue| {
+        top_level(raw.get(), &[key_field])
+            .pop()
+            .flatten()
+            .as_ref()
+            .and_then(id_string)
+    };
     let mut accounts: Vec<ObservedAccount> = Vec::new();
     let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
     let mut by_id: HashMap<String, Vec<usize>> = HashMap::new();
     let lists_len = lists.len();
     for (n, (endpoint, items)) in lists.into_iter().enumerate() {
         for item in items {
-            let key = key_of(&item.value);
-            let fields = match item.value {
-                Value::Object(m) => m,
-                other => {
-                    let mut m = Map::new();
-                    m.insert("value".into(), other);
-                    m
-                }
-            };
+            let key = key_of(&item.raw);
+            let fields = RawFields::from_raw(item.raw);
             let target = if n == 0 {
                 None
             } else {
@@ -1978,11 +2028,13 @@ pub fn merge_accounts(lists: Vec<(String, Vec<Item>)>, key_field: &str) -> Vec<O
             };
             match target {
                 Some(i) => {
+                    // Merged accounts are the rare case that re-encodes its fields.
                     let acc = &mut accounts[i];
-                    for (k, v) in fields {
-                        match acc.fields.get(&k) {
+                    let mut merged = acc.fields.to_map();
+                    for (k, v) in fields.to_map() {
+                        match merged.get(&k) {
                             None | Some(Value::Null) => {
-                                acc.fields.insert(k, v);
+                                merged.insert(k, v);
                             }
                             Some(existing) if *existing != v => {
                                 tracing::debug!(field = %k, endpoint = %endpoint, "carbonite: endpoints disagree on a field; the first endpoint's value is kept");
@@ -1990,6 +2042,7 @@ pub fn merge_accounts(lists: Vec<(String, Vec<Item>)>, key_field: &str) -> Vec<O
                             Some(_) => {}
                         }
                     }
+                    acc.fields = RawFields::from_map(&merged);
                     if acc.id.is_none() {
                         acc.id = item.id;
                     }
@@ -2028,7 +2081,7 @@ mod tests {
     fn item(id: &str, v: Value) -> Item {
         Item {
             id: Some(id.into()),
-            value: v,
+            raw: serde_json::value::to_raw_value(&v).unwrap(),
         }
     }
 
@@ -2063,8 +2116,12 @@ mod tests {
         ];
         let m = merge_accounts(vec![("a".into(), a), ("b".into(), b)], "UserCustom1");
         assert_eq!(m.len(), 6);
-        assert_eq!(m[0].fields["Extra"], 1);
-        assert_eq!(m[0].fields["Email"], "a@x", "the first endpoint wins");
+        assert_eq!(m[0].fields.get("Extra"), Some(1.into()));
+        assert_eq!(
+            m[0].fields.get("Email"),
+            Some("a@x".into()),
+            "the first endpoint wins"
+        );
         assert_eq!(m[0].endpoints, ["a", "b"]);
         // E2 is duplicated in `a`: the `b` item cannot pick one and stands alone.
         assert!(m[1].fields.get("Extra").is_none());
@@ -2072,7 +2129,7 @@ mod tests {
         assert_eq!(m[5].key.as_deref(), Some("E9"));
         // No key: merged by id.
         assert_eq!(m[3].key, None);
-        assert_eq!(m[3].fields["Extra"], 4);
+        assert_eq!(m[3].fields.get("Extra"), Some(4.into()));
     }
 
     #[test]

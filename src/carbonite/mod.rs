@@ -6,7 +6,7 @@
 //! [`CarboniteClient`] and its operations; `auth` — credentials and the token cache;
 //! `pagination` — the paging state machine; `ledger` — sliding-window budgets in
 //! `<state>/ledger.json`; `redact` — keeping secrets out of logs; `fields` — the
-//! `test-endpoint` field table; `online` — the Carbonite part of `validate --online`;
+//! `test-endpoint` field table; `raw` — listed items kept as their JSON text; `online` — the Carbonite part of `validate --online`;
 //! `state_dir` — creating the state dir; `error` — [`ClientError`], [`CreateError`].
 
 pub mod auth;
@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod online;
 pub mod pagination;
 pub mod profile;
+pub mod raw;
 pub mod redact;
 
 pub use client::{

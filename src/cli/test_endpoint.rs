@@ -95,7 +95,8 @@ pub fn run(global: &super::GlobalArgs, args: Args, out: &Output) -> CommandResul
                 return Err(CommandError::from(e));
             }
         };
-        let rows = field_table(page.items.iter().map(|i| &i.value));
+        let values: Vec<serde_json::Value> = page.items.iter().map(|i| i.value()).collect();
+        let rows = field_table(values.iter());
         let total_calls: u64 = calls.values().sum();
         let mut text = format!(
             "Endpoint `{}`: {what}; {} API call{} (token included), {} item{}",

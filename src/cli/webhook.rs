@@ -142,7 +142,7 @@ async fn test(
             .filter(|g| mapping.endpoints.iter().all(|e| g.endpoints.contains(e)))
             .flat_map(|g| g.accounts.iter())
             .find(|a| a.key.as_deref() == Some(args.user.as_str()))
-            .map(|a| serde_json::Value::Object(a.fields.clone()))
+            .map(|a| serde_json::Value::Object(a.fields.to_map()))
     });
     let has_account = account.is_some();
     if let Some(a) = account {
