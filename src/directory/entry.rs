@@ -176,7 +176,17 @@ impl Entry {
     }
 
     fn push_with(&mut self, name: &str, make_name: impl FnOnce() -> Arc<str>, value: AttrValue) {
-        match self.attrs.binary_search_by(|a| cmp_names(&a.name, name)) {
+        // Servers mostly send an attribute's values together and often in name order: the
+        // last attribute is checked first.
+        let found = match self.attrs.last() {
+            Some(last) => match cmp_names(&last.name, name) {
+                Ordering::Equal => Ok(self.attrs.len() - 1),
+                Ordering::Less => Err(self.attrs.len()),
+                Ordering::Greater => self.attrs.binary_search_by(|a| cmp_names(&a.name, name)),
+            },
+            None => Err(0),
+        };
+        match found {
             Ok(i) => self.attrs[i].values.push(value),
             Err(i) => self.attrs.insert(
                 i,

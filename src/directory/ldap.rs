@@ -776,18 +776,39 @@ fn reference_urls(item: ResultEntry) -> Vec<String> {
 
 /// Attribute names seen in one search, shared by all its entries. A search sees a few dozen
 /// names at most: a linear scan beats hashing.
+/// The attribute names of a read, each with whether its values are binary. A server sends
+/// an entry's attributes in the same order every time, so the name after the last one found
+/// is tried first.
 #[derive(Default)]
-struct Names(Vec<(Vec<u8>, Arc<str>)>);
+struct Names {
+    known: Vec<(Vec<u8>, Arc<str>, bool)>,
+    next: usize,
+}
 
 impl Names {
-    /// The shared name for these bytes; `None` when they are not UTF-8.
-    fn intern(&mut self, bytes: Vec<u8>) -> Option<Arc<str>> {
-        if let Some((_, name)) = self.0.iter().find(|(b, _)| *b == bytes) {
-            return Some(name.clone());
-        }
-        let name: Arc<str> = Arc::from(std::str::from_utf8(&bytes).ok()?);
-        self.0.push((bytes, name.clone()));
-        Some(name)
+    /// The shared name for these bytes and whether its values are binary (per `flavor`, or a
+    /// `;binary` option); `None` when they are not UTF-8.
+    fn intern(&mut self, bytes: Vec<u8>, flavor: Flavor) -> Option<(Arc<str>, bool)> {
+        let hit = match self.known.get(self.next) {
+            Some((b, _, _)) if *b == bytes => Some(self.next),
+            _ => self.known.iter().position(|(b, _, _)| *b == bytes),
+        };
+        let i = match hit {
+            Some(i) => i,
+            None => {
+                let name: Arc<str> = Arc::from(std::str::from_utf8(&bytes).ok()?);
+                let binary = flavor.is_binary(attribute_type(&name))
+                    || name
+                        .split(';')
+                        .skip(1)
+                        .any(|o| o.eq_ignore_ascii_case("binary"));
+                self.known.push((bytes, name, binary));
+                self.known.len() - 1
+            }
+        };
+        self.next = i + 1;
+        let (_, name, binary) = &self.known[i];
+        Some((name.clone(), *binary))
     }
 }
 
@@ -823,20 +844,15 @@ fn parse_entry(tag: StructureTag, flavor: Flavor, names: &mut Names) -> Result<E
             .expect_constructed()
             .ok_or_else(|| format!("entry {}: malformed attribute", entry.dn))?
             .into_iter();
-        let name = pieces
+        let (name, binary) = pieces
             .next()
             .and_then(StructureTag::expect_primitive)
-            .and_then(|n| names.intern(n))
+            .and_then(|n| names.intern(n, flavor))
             .ok_or_else(|| format!("entry {}: malformed attribute name", entry.dn))?;
         let values = pieces
             .next()
             .and_then(StructureTag::expect_constructed)
             .ok_or_else(|| format!("entry {}: attribute {name} has malformed values", entry.dn))?;
-        let binary = flavor.is_binary(attribute_type(&name))
-            || name
-                .split(';')
-                .skip(1)
-                .any(|o| o.eq_ignore_ascii_case("binary"));
         for value in values {
             let bytes = value.expect_primitive().ok_or_else(|| {
                 format!("entry {}: attribute {name} has a malformed value", entry.dn)
