@@ -41,6 +41,10 @@ pub fn observed_fingerprint(accounts: &[ObservedAccount], fields: &[String]) -> 
 pub struct Canonical {
     /// (field name, `"name":` as JSON).
     keys: Vec<(String, Vec<u8>)>,
+    /// The keys' canonical (UTF-16) order is also their byte order (always for ASCII names):
+    /// an account's fields, sorted by bytes, are then read in one walk instead of a search per
+    /// key.
+    byte_order: bool,
 }
 
 impl Canonical {
@@ -49,6 +53,7 @@ impl Canonical {
         keys.sort_by(|x, y| x.encode_utf16().cmp(y.encode_utf16()));
         keys.dedup();
         Canonical {
+            byte_order: keys.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes()),
             keys: keys
                 .into_iter()
                 .map(|k| {
@@ -63,12 +68,22 @@ impl Canonical {
     /// Append the canonical JSON of `a` to `out`.
     pub fn write(&self, a: &ObservedAccount, out: &mut Vec<u8>) {
         out.push(b'{');
+        let mut fields = a.fields.iter().peekable();
         for (i, (k, json)) in self.keys.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             out.extend_from_slice(json);
-            match a.get(k) {
+            let value = if self.byte_order {
+                while fields.next_if(|(n, _)| *n < k.as_str()).is_some() {}
+                fields
+                    .next_if(|(n, _)| *n == k.as_str())
+                    .map(|(_, v)| v.as_str())
+                    .filter(|v| !v.is_empty())
+            } else {
+                a.get(k)
+            };
+            match value {
                 Some(v) => {
                     // Writing a string into a Vec cannot fail.
                     let _ = serde_json::to_writer(&mut *out, v);
@@ -83,6 +98,33 @@ impl Canonical {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_one_walk_reads_what_a_search_per_key_reads() {
+        let fields: Vec<String> = ["UserId", "Email", "Zeta", "LastName", "Émile", "A"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut a = ObservedAccount {
+            id: "1".into(),
+            fields: Default::default(),
+            endpoints: Default::default(),
+        };
+        for (k, v) in [("Email", "a@x"), ("B", "b"), ("Zeta", ""), ("Émile", "é"), ("A", "1")] {
+            a.fields.insert(k, v.into());
+        }
+        let ascii = Canonical::new(&fields[..4]);
+        assert!(ascii.byte_order);
+        let all = Canonical::new(&fields);
+        for c in [ascii, all] {
+            let mut searched = c.clone();
+            searched.byte_order = false;
+            let (mut one, mut two) = (Vec::new(), Vec::new());
+            c.write(&a, &mut one);
+            searched.write(&a, &mut two);
+            assert_eq!(String::from_utf8(one).unwrap(), String::from_utf8(two).unwrap());
+        }
+    }
 
     #[test]
     fn null_empty_and_absent_are_the_same() {
