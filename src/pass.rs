@@ -200,9 +200,10 @@ pub async fn compute(
         let source = crate::directory::source::open(&cfg.integration.directory)?;
         let searches = plan_searches(cfg);
         let read_directory = read_mappings(source.as_ref(), &searches);
-        let cache = ObservedCache::load(state_dir, &crate::carbonite::tenant_key(cfg, state_dir))?;
+        let loading = load_cache_aside(state_dir, crate::carbonite::tenant_key(cfg, state_dir));
         let ledger = crate::carbonite::open_ledger(cfg, state_dir)?;
         let entries = read_directory.await;
+        let cache = joined(loading)?;
         return finish(
             cfg,
             state_dir,
@@ -273,11 +274,16 @@ async fn compute_inner(
     let started = now();
     let groups = endpoint_groups(cfg);
     if opts.observed == ObservedMode::Cache {
-        let observed = match &opts.cache {
-            Some(held) => from_cache_ref(held),
-            None => from_cache(ObservedCache::load(state_dir, client.tenant_key())?),
-        };
+        let loading = opts
+            .cache
+            .is_none()
+            .then(|| load_cache_aside(state_dir, client.tenant_key().to_string()));
         let entries = read_directory.await;
+        let observed = match (&opts.cache, loading) {
+            (Some(held), _) => from_cache_ref(held),
+            (None, Some(loading)) => from_cache(joined(loading)?),
+            (None, None) => from_cache(ObservedCache::load(state_dir, client.tenant_key())?),
+        };
         return finish(
             cfg,
             state_dir,
@@ -407,6 +413,21 @@ async fn compute_inner(
     }
     tracing::debug!("pass: cache saved");
     result
+}
+
+/// The observed-state cache read on its own thread while the directory is read.
+fn load_cache_aside(
+    state_dir: &Path,
+    tenant: String,
+) -> std::thread::JoinHandle<Result<ObservedCache, CacheError>> {
+    let dir = state_dir.to_path_buf();
+    std::thread::spawn(move || ObservedCache::load(&dir, &tenant))
+}
+
+fn joined<T>(handle: std::thread::JoinHandle<T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// [`PassError::NoBudget`] for the first route whose budget cannot cover a full listing of

@@ -110,7 +110,13 @@ mod tests {
             fields: Default::default(),
             endpoints: Default::default(),
         };
-        for (k, v) in [("Email", "a@x"), ("B", "b"), ("Zeta", ""), ("Émile", "é"), ("A", "1")] {
+        for (k, v) in [
+            ("Email", "a@x"),
+            ("B", "b"),
+            ("Zeta", ""),
+            ("Émile", "é"),
+            ("A", "1"),
+        ] {
             a.fields.insert(k, v.into());
         }
         let ascii = Canonical::new(&fields[..4]);
@@ -122,7 +128,10 @@ mod tests {
             let (mut one, mut two) = (Vec::new(), Vec::new());
             c.write(&a, &mut one);
             searched.write(&a, &mut two);
-            assert_eq!(String::from_utf8(one).unwrap(), String::from_utf8(two).unwrap());
+            assert_eq!(
+                String::from_utf8(one).unwrap(),
+                String::from_utf8(two).unwrap()
+            );
         }
     }
 
