@@ -50,7 +50,7 @@ use super::error::{ClientError, CreateError, FieldErrors};
 use super::ledger::{Ledger, LedgerError, Reservation};
 use super::pagination::{PageRequest, Pager};
 use super::profile::{COMPANIES, TOKEN_ROUTE, USER_BY_EMAIL, USER_GROUPS, USERS};
-use super::raw::{RawFields, top_level};
+use super::raw::{Items, RawFields, top_level};
 use super::redact::{REDACTED, Redactor};
 use crate::config::Config;
 use crate::config::model::{
@@ -132,6 +132,9 @@ pub struct Item {
     pub id: Option<String>,
     /// The item as listed.
     pub raw: Box<RawValue>,
+    /// `Some(value)` when the listing also read a key field of the items (`list_accounts`
+    /// does, with the id, in the same pass over the text); `None` when it did not.
+    pub key: Option<Option<String>>,
 }
 
 impl Item {
@@ -143,7 +146,7 @@ impl Item {
 
 impl PartialEq for Item {
     fn eq(&self, other: &Self) -> bool {
-        self.id == other.id && self.value() == other.value()
+        self.id == other.id && self.key == other.key && self.value() == other.value()
     }
 }
 
@@ -235,7 +238,7 @@ struct Reply {
     /// The JSON answer; a listing's items are `null` here, their text is in `items`.
     body: Value,
     /// A listing's items (the answer's value at the call's `items` pointer), as text.
-    items: Option<Box<RawValue>>,
+    items: Option<Items>,
     /// The body when it is not JSON (redacted, shortened), for messages.
     text: Option<String>,
     retry_after: Option<Duration>,
@@ -1239,6 +1242,7 @@ impl CarboniteClient {
         ce: &CompiledEndpoint,
         vars: &[(&str, &str)],
         max_pages: Option<u64>,
+        key_field: Option<&str>,
     ) -> Result<Page, ClientError> {
         let e = &ce.endpoint;
         let op = format!("list endpoint `{}`", e.name);
@@ -1345,13 +1349,8 @@ impl CarboniteClient {
                 ))
             };
             let items: Vec<Box<RawValue>> = match reply.items.take() {
-                Some(raw) => match serde_json::from_str(raw.get()) {
-                    Ok(items) => items,
-                    Err(_) => {
-                        let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-                        return Err(not_array(&v));
-                    }
-                },
+                Some(Items::Array(items)) => items,
+                Some(Items::Other(v)) => return Err(not_array(&v)),
                 None if reply.text.is_some() => {
                     return Err(response_error("the answer is not JSON".into()));
                 }
@@ -1369,10 +1368,20 @@ impl CarboniteClient {
                 let t = p.strip_prefix('/')?;
                 (!t.contains(['/', '~'])).then_some(t)
             });
+            let mut keys = Vec::with_capacity(items.len());
             for (n, v) in items.iter().enumerate() {
+                // The top-level id and key in one pass over the item's text.
+                let names: Vec<&str> = top_id.into_iter().chain(key_field).collect();
+                let mut found = if names.is_empty() {
+                    Vec::new()
+                } else {
+                    top_level(v.get(), &names)
+                };
+                let key = key_field.map(|_| found.pop().flatten().as_ref().and_then(id_string));
+                keys.push(key);
                 let id = match &e.id {
                     Some(ptr) => match match top_id {
-                        Some(name) => top_level(v.get(), &[name]).pop().flatten(),
+                        Some(_) => found.pop().flatten(),
                         None => serde_json::from_str::<Value>(v.get())
                             .ok()
                             .and_then(|v| v.pointer(ptr).cloned()),
@@ -1402,8 +1411,12 @@ impl CarboniteClient {
                 .next(&reply.body, count, hasher.finish())
                 .map_err(|err| response_error(err.to_string()))?;
             page.total = pager.total();
-            page.items
-                .extend(ids.into_iter().zip(items).map(|(id, raw)| Item { id, raw }));
+            page.items.extend(
+                ids.into_iter()
+                    .zip(items)
+                    .zip(keys)
+                    .map(|((id, raw), key)| Item { id, raw, key }),
+            );
             // Fetch ahead the pages that the total says are still needed, up to the client's
             // concurrency, when this page was full (the server honours our page size).
             if let Some(next) = &next
@@ -1459,15 +1472,25 @@ impl CarboniteClient {
         name: &str,
         vars: &[(&str, &str)],
     ) -> Result<Vec<Item>, ClientError> {
+        self.list_keyed(name, vars, None).await
+    }
+
+    /// [`list_endpoint`](Self::list_endpoint), each item's `key_field` read with its id.
+    async fn list_keyed(
+        &self,
+        name: &str,
+        vars: &[(&str, &str)],
+        key_field: Option<&str>,
+    ) -> Result<Vec<Item>, ClientError> {
         let ce = self.endpoint(name)?;
         if !ce.endpoint.for_each_company {
-            return Ok(self.read_endpoint(ce, vars, None).await?.items);
+            return Ok(self.read_endpoint(ce, vars, None, key_field).await?.items);
         }
         let mut items = Vec::new();
         for company in self.company_ids().await? {
             let mut v = vars.to_vec();
             v.push(("companyId", company.as_str()));
-            items.extend(self.read_endpoint(ce, &v, None).await?.items);
+            items.extend(self.read_endpoint(ce, &v, None, key_field).await?.items);
         }
         Ok(items)
     }
@@ -1488,7 +1511,7 @@ impl CarboniteClient {
     ) -> Result<Page, ClientError> {
         let ce = self.endpoint(name)?;
         if !ce.endpoint.for_each_company {
-            return self.read_endpoint(ce, vars, max_pages).await;
+            return self.read_endpoint(ce, vars, max_pages, None).await;
         }
         let companies = self.company_ids().await?;
         let Some(first) = companies.first() else {
@@ -1501,7 +1524,7 @@ impl CarboniteClient {
         };
         let mut v = vars.to_vec();
         v.push(("companyId", first.as_str()));
-        let mut page = self.read_endpoint(ce, &v, max_pages).await?;
+        let mut page = self.read_endpoint(ce, &v, max_pages, None).await?;
         page.more |= companies.len() > 1;
         Ok(page)
     }
@@ -1518,7 +1541,10 @@ impl CarboniteClient {
     ) -> Result<Vec<ObservedAccount>, ClientError> {
         let mut lists = Vec::with_capacity(endpoints.len());
         for name in endpoints {
-            lists.push((name.clone(), self.list_endpoint(name, &[]).await?));
+            lists.push((
+                name.clone(),
+                self.list_keyed(name, &[], Some(key_field)).await?,
+            ));
         }
         Ok(merge_accounts(lists, key_field))
     }
@@ -1537,7 +1563,7 @@ impl CarboniteClient {
     /// `CompanyId`), name from `CompanyName`.
     pub async fn companies(&self) -> Result<Vec<Company>, ClientError> {
         let ce = self.endpoint(COMPANIES)?;
-        let page = self.read_endpoint(ce, &[], None).await?;
+        let page = self.read_endpoint(ce, &[], None, None).await?;
         Ok(page
             .items
             .into_iter()
@@ -1577,13 +1603,13 @@ impl CarboniteClient {
                 .collect()
         };
         if !ce.endpoint.for_each_company {
-            let page = self.read_endpoint(ce, &[], None).await?;
+            let page = self.read_endpoint(ce, &[], None, None).await?;
             return Ok(convert(page.items, None));
         }
         let mut groups = Vec::new();
         for c in companies {
             let page = self
-                .read_endpoint(ce, &[("companyId", c.id.as_str())], None)
+                .read_endpoint(ce, &[("companyId", c.id.as_str())], None, None)
                 .await?;
             groups.extend(convert(page.items, Some(&c.id)));
         }
@@ -2011,7 +2037,10 @@ pub fn merge_accounts(lists: Vec<(String, Vec<Item>)>, key_field: &str) -> Vec<O
     let lists_len = lists.len();
     for (n, (endpoint, items)) in lists.into_iter().enumerate() {
         for item in items {
-            let key = key_of(&item.raw);
+            let key = match item.key {
+                Some(key) => key,
+                None => key_of(&item.raw),
+            };
             let fields = RawFields::from_raw(item.raw);
             let target = if n == 0 {
                 None
@@ -2082,6 +2111,7 @@ mod tests {
         Item {
             id: Some(id.into()),
             raw: serde_json::value::to_raw_value(&v).unwrap(),
+            key: None,
         }
     }
 

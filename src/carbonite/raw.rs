@@ -92,7 +92,16 @@ pub fn top_level(json: &str, names: &[&str]) -> Vec<Option<Value>> {
             let mut found = vec![None; self.names.len()];
             while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                 match self.names.iter().position(|n| *n == key) {
-                    Some(i) => found[i] = Some(map.next_value::<Value>()?),
+                    Some(i) => {
+                        let v = map.next_value::<Value>()?;
+                        // A name asked for twice gets the value twice.
+                        for (j, n) in self.names.iter().enumerate().skip(i + 1) {
+                            if *n == key {
+                                found[j] = Some(v.clone());
+                            }
+                        }
+                        found[i] = Some(v);
+                    }
                     None => {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -209,13 +218,60 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
+/// What a listing answer holds at its `items` pointer.
+#[derive(Debug)]
+pub enum Items {
+    /// An array: each element's text.
+    Array(Vec<Box<RawValue>>),
+    /// Anything else, parsed (for the error message).
+    Other(Value),
+}
+
+impl<'de> Deserialize<'de> for Items {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Items;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Items, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(item) = seq.next_element::<Box<RawValue>>()? {
+                    out.push(item);
+                }
+                Ok(Items::Array(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Items, A::Error> {
+                Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Items::Other)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Items, E> {
+                Ok(Items::Other(Value::String(v.to_string())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Items, E> {
+                Ok(Items::Other(Value::Bool(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Items, E> {
+                Ok(Items::Other(Value::from(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Items, E> {
+                Ok(Items::Other(Value::from(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Items, E> {
+                Ok(Items::Other(Value::from(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Items, E> {
+                Ok(Items::Other(Value::Null))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A JSON answer split at the JSON pointer `items`: the answer with that value replaced by
-/// `null`, and the value's text (`None` when the pointer leads nowhere). Array indexes in the
-/// pointer are followed too.
-pub fn split_at(
-    bytes: &[u8],
-    items: &str,
-) -> Result<(Value, Option<Box<RawValue>>), serde_json::Error> {
+/// `null`, and the value (`None` when the pointer leads nowhere): an array as its elements'
+/// text. Array indexes in the pointer are followed too.
+pub fn split_at(bytes: &[u8], items: &str) -> Result<(Value, Option<Items>), serde_json::Error> {
     let tokens: Vec<String> = if items.is_empty() {
         Vec::new()
     } else {
@@ -239,14 +295,14 @@ pub fn split_at(
 
 struct Split<'p, 'f> {
     path: &'p [String],
-    found: &'f mut Option<Box<RawValue>>,
+    found: &'f mut Option<Items>,
 }
 
 impl<'de> DeserializeSeed<'de> for Split<'_, '_> {
     type Value = Value;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         if self.path.is_empty() {
-            *self.found = Some(Box::<RawValue>::deserialize(d)?);
+            *self.found = Some(Items::deserialize(d)?);
             return Ok(Value::Null);
         }
         d.deserialize_any(self)
@@ -322,6 +378,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn texts(items: Option<Items>) -> Vec<String> {
+        match items {
+            Some(Items::Array(a)) => a.iter().map(|r| r.get().to_string()).collect(),
+            other => panic!("not an array: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_page_splits_at_its_items_and_keeps_the_rest() {
         let page = br#"{"TotalCount": 3, "Data": {"Users": [{"a": 1}, {"b": "x"}], "n": [1, 2]}}"#;
@@ -330,15 +393,20 @@ mod tests {
             rest,
             serde_json::json!({"TotalCount": 3, "Data": {"Users": null, "n": [1, 2]}})
         );
-        assert_eq!(items.unwrap().get(), r#"[{"a": 1}, {"b": "x"}]"#);
+        assert_eq!(texts(items), [r#"{"a": 1}"#, r#"{"b": "x"}"#]);
         let (rest, items) = split_at(page, "/Missing").unwrap();
         assert!(items.is_none());
         assert_eq!(rest["TotalCount"], 3);
         let (rest, items) = split_at(br#"[1, {"x": [5]}]"#, "/1/x").unwrap();
-        assert_eq!(items.unwrap().get(), "[5]");
+        assert_eq!(texts(items), ["5"]);
         assert_eq!(rest, serde_json::json!([1, {"x": null}]));
         let (rest, items) = split_at(br#" [1,2] "#, "").unwrap();
-        assert_eq!((rest, items.unwrap().get()), (Value::Null, "[1,2]"));
+        assert_eq!(
+            (rest, texts(items)),
+            (Value::Null, vec!["1".to_string(), "2".to_string()])
+        );
+        let (_, items) = split_at(br#"{"a": {"b": 1}}"#, "/a").unwrap();
+        assert!(matches!(items, Some(Items::Other(v)) if v == serde_json::json!({"b": 1})));
         assert!(split_at(b"{\"a\": ", "/a").is_err());
         assert!(split_at(b"{} x", "/a").is_err());
     }
@@ -363,8 +431,13 @@ mod tests {
         .collect();
         assert_eq!(got, want);
         assert_eq!(
-            top_level(item, &["N", "Missing", "O"]),
-            vec![Some(7.into()), None, Some(serde_json::json!({"x": 1}))]
+            top_level(item, &["N", "Missing", "O", "N"]),
+            vec![
+                Some(7.into()),
+                None,
+                Some(serde_json::json!({"x": 1})),
+                Some(7.into())
+            ]
         );
         let f = RawFields::from_raw(RawValue::from_string(item.to_string()).unwrap());
         assert_eq!(f.get("Email"), Some("a@x".into()));
@@ -415,10 +488,10 @@ mod tests {
                 .map(|(k, v)| (k.into_owned(), v))
                 .collect();
             prop_assert_eq!(from_text, from_value);
-            let (rest, items) = split_at(text.as_bytes(), "").unwrap();
-            prop_assert_eq!(rest, Value::Null);
-            let items = items.unwrap();
-            prop_assert_eq!(items.get(), text.as_str());
+            let page = format!("{{\"Users\":[{text},{text}]}}");
+            let (rest, items) = split_at(page.as_bytes(), "/Users").unwrap();
+            prop_assert_eq!(rest, serde_json::json!({"Users": null}));
+            prop_assert_eq!(texts(items), vec![text.clone(), text]);
         }
     }
 }
