@@ -236,19 +236,26 @@ impl Client {
         let mut stats = SearchStats::default();
         let mut refs: Vec<String> = Vec::new();
         let mut names = Names::default();
-        let mut cookie = Vec::new();
+        // Each page is asked for as soon as the previous one's cookie is in, and the previous
+        // page's entries are converted while the server prepares it (paged results are
+        // sequential: otherwise the server would wait for our conversion on every page).
+        macro_rules! start {
+            ($cookie:expr) => {{
+                let control: RawControl = PagedResults {
+                    size: i32::try_from(self.page_size).unwrap_or(i32::MAX),
+                    cookie: $cookie,
+                }
+                .into();
+                ldap.with_timeout(self.timeout)
+                    .with_controls(vec![control])
+                    .streaming_search(&request.base, scope, filter, &attributes)
+                    .await
+                    .map_err(|e| self.transport_error(request, e))?
+            }};
+        }
+        let mut stream = start!(Vec::new());
         loop {
-            let control: RawControl = PagedResults {
-                size: i32::try_from(self.page_size).unwrap_or(i32::MAX),
-                cookie: std::mem::take(&mut cookie),
-            }
-            .into();
-            let mut stream = ldap
-                .with_timeout(self.timeout)
-                .with_controls(vec![control])
-                .streaming_search(&request.base, scope, filter, &attributes)
-                .await
-                .map_err(|e| self.transport_error(request, e))?;
+            let mut page: Vec<ResultEntry> = Vec::new();
             while let Some(item) = stream
                 .next()
                 .await
@@ -264,29 +271,25 @@ impl Client {
                     }
                     continue;
                 }
-                let entry = self.convert(item, &mut names).map_err(|message| {
-                    self.error(Failure::InvalidEntry, request, message)
-                        .with_hint(self.entry_hint())
-                })?;
-                entries.push(entry);
+                page.push(item);
             }
             let result = stream.finish().await;
             stats.pages += 1;
-            self.check_result(request, &result, entries.len() as u64)?;
-            match paged_cookie(&result.ctrls) {
-                Ok(Some(next)) if !next.is_empty() => cookie = next,
-                Ok(Some(_)) => break,
+            let read = (entries.len() + page.len()) as u64;
+            self.check_result(request, &result, read)?;
+            let next = match paged_cookie(&result.ctrls) {
+                Ok(Some(next)) if !next.is_empty() => Some(next),
+                Ok(Some(_)) => None,
                 // A base-scope search returns one entry at most: complete without paging (Samba
                 // answers the rootDSE without the control).
-                Ok(None) if request.scope == Scope::Base => break,
+                Ok(None) if request.scope == Scope::Base => None,
                 Ok(None) => {
                     return Err(self
                         .error(
                             Failure::Incomplete,
                             request,
                             format!(
-                                "the server did not return the paged-results control after {} entries, so completeness cannot be confirmed",
-                                entries.len()
+                                "the server did not return the paged-results control after {read} entries, so completeness cannot be confirmed"
                             ),
                         )
                         .with_hint(
@@ -300,6 +303,22 @@ impl Client {
                         format!("unreadable paged-results control: {e}"),
                     ));
                 }
+            };
+            let next = match next {
+                Some(cookie) => Some(start!(cookie)),
+                None => None,
+            };
+            entries.reserve(page.len());
+            for item in page {
+                let entry = self.convert(item, &mut names).map_err(|message| {
+                    self.error(Failure::InvalidEntry, request, message)
+                        .with_hint(self.entry_hint())
+                })?;
+                entries.push(entry);
+            }
+            match next {
+                Some(next) => stream = next,
+                None => break,
             }
         }
         if entries.is_empty() && stats.references_skipped > 0 {
