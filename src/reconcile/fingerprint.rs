@@ -99,17 +99,22 @@ impl Canonical {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_one_walk_reads_what_a_search_per_key_reads() {
-        let fields: Vec<String> = ["UserId", "Email", "Zeta", "LastName", "Émile", "A"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let mut a = ObservedAccount {
+    fn names(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn account() -> ObservedAccount {
+        ObservedAccount {
             id: "1".into(),
             fields: Default::default(),
             endpoints: Default::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn the_one_walk_reads_what_a_search_per_key_reads() {
+        let fields = names(&["UserId", "Email", "Zeta", "LastName", "Émile", "A"]);
+        let mut a = account();
         for (k, v) in [
             ("Email", "a@x"),
             ("B", "b"),
@@ -137,15 +142,8 @@ mod tests {
 
     #[test]
     fn null_empty_and_absent_are_the_same() {
-        let fields: Vec<String> = ["Email", "FirstName", "UserId"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let mut a = ObservedAccount {
-            id: "1".into(),
-            fields: Default::default(),
-            endpoints: Default::default(),
-        };
+        let fields = names(&["Email", "FirstName", "UserId"]);
+        let mut a = account();
         a.fields.insert("UserId", "1".into());
         a.fields.insert("Email", "a@x".into());
         let fp1 = fingerprint(&a, &fields);
