@@ -113,6 +113,8 @@ enum Listed<'a> {
     Owned(ObservedCache),
     Borrowed(&'a ObservedCache),
     Converting(std::thread::JoinHandle<Arc<Vec<ObservedAccount>>>),
+    /// Converted already.
+    Ready(Arc<Vec<ObservedAccount>>),
 }
 
 impl Listed<'_> {
@@ -124,6 +126,7 @@ impl Listed<'_> {
             Listed::Converting(h) => h
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Listed::Ready(accounts) => accounts,
         }
     }
 }
@@ -203,13 +206,13 @@ pub async fn compute(
         let loading = load_cache_aside(state_dir, crate::carbonite::tenant_key(cfg, state_dir));
         let ledger = crate::carbonite::open_ledger(cfg, state_dir)?;
         let entries = read_directory.await;
-        let cache = joined(loading)?;
+        let observed = joined(loading)?;
         return finish(
             cfg,
             state_dir,
             &ledger,
             entries,
-            Ok(from_cache(cache)),
+            Ok(observed),
             opts,
             started,
         );
@@ -281,7 +284,7 @@ async fn compute_inner(
         let entries = read_directory.await;
         let observed = match (&opts.cache, loading) {
             (Some(held), _) => from_cache_ref(held),
-            (None, Some(loading)) => from_cache(joined(loading)?),
+            (None, Some(loading)) => joined(loading)?,
             (None, None) => from_cache(ObservedCache::load(state_dir, client.tenant_key())?),
         };
         return finish(
@@ -415,13 +418,24 @@ async fn compute_inner(
     result
 }
 
-/// The observed-state cache read on its own thread while the directory is read.
+/// The observed-state cache read, and its accounts converted to the core's form, on their own
+/// thread while the directory is read.
 fn load_cache_aside(
     state_dir: &Path,
     tenant: String,
-) -> std::thread::JoinHandle<Result<ObservedCache, CacheError>> {
+) -> std::thread::JoinHandle<Result<Observed<'static>, CacheError>> {
     let dir = state_dir.to_path_buf();
-    std::thread::spawn(move || ObservedCache::load(&dir, &tenant))
+    std::thread::spawn(move || {
+        let cache = ObservedCache::load(&dir, &tenant)?;
+        let accounts = Arc::new(core_accounts(&cache.groups));
+        Ok(Observed {
+            source: ObservedSource::Cache,
+            listed_at: now(),
+            cache_listed_at: Some(cache.listed_at),
+            tables: cache.lookup_tables,
+            accounts: Listed::Ready(accounts),
+        })
+    })
 }
 
 fn joined<T>(handle: std::thread::JoinHandle<T>) -> T {
