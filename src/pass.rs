@@ -299,18 +299,19 @@ async fn compute_inner(
     let started = now();
     let groups = endpoint_groups(cfg);
     if opts.observed == ObservedMode::Cache {
-        let loading = opts.cache.is_none().then(|| {
-            load_cache_aside(
+        // The caller's cache, or the file's read (and converted) during the directory read.
+        let observed = match &opts.cache {
+            Some(held) => Ok(from_cache_ref(held)),
+            None => Err(load_cache_aside(
                 state_dir,
                 client.tenant_key().to_string(),
                 fingerprint_fields(cfg),
-            )
-        });
+            )),
+        };
         let entries = read_directory.await;
-        let observed = match (&opts.cache, loading) {
-            (Some(held), _) => from_cache_ref(held),
-            (None, Some(loading)) => joined(loading)?,
-            (None, None) => from_cache(ObservedCache::load(state_dir, client.tenant_key())?),
+        let observed = match observed {
+            Ok(held) => held,
+            Err(loading) => joined(loading)?,
         };
         return finish(
             cfg,
