@@ -111,6 +111,36 @@ pub fn earliest_slot(untils: &[Millis], rate: Rate, now: Millis) -> Millis {
     }
 }
 
+/// [`earliest_slot`] over runs `(until, how many)` sorted by time (the ledger's settled buckets
+/// merged with its entries): O(runs), whatever the number of calls.
+pub fn earliest_slot_runs(runs: &[(Millis, u64)], rate: Rate, now: Millis) -> Millis {
+    let per = duration_millis(rate.per);
+    let n = u64::from(rate.count);
+    let cutoff = now.saturating_sub(per);
+    let total: u64 = runs.iter().map(|r| r.1).sum();
+    let dead: u64 = runs.iter().take_while(|r| r.0 <= cutoff).map(|r| r.1).sum();
+    if total - dead < n {
+        return now;
+    }
+    // The call `n` back from the newest (index `total - n` in time order) frees the slot.
+    let mut seen = 0;
+    for &(until, count) in runs {
+        seen += count;
+        if seen > total - n {
+            return until.saturating_add(per).max(now);
+        }
+    }
+    now
+}
+
+/// [`free_slots`] over runs `(until, how many)` sorted by time.
+pub fn free_slots_runs(runs: &[(Millis, u64)], rate: Rate, now: Millis) -> u32 {
+    let cutoff = now.saturating_sub(duration_millis(rate.per));
+    let live: u64 = runs.iter().filter(|r| r.0 > cutoff).map(|r| r.1).sum();
+    rate.count
+        .saturating_sub(u32::try_from(live).unwrap_or(u32::MAX))
+}
+
 /// How many more calls `rate` admits at `now`.
 pub fn free_slots(untils: &[Millis], rate: Rate, now: Millis) -> u32 {
     let per = duration_millis(rate.per);
@@ -161,6 +191,17 @@ impl Default for LedgerFile {
             tenants: BTreeMap::new(),
         }
     }
+}
+
+/// Settled buckets and entries as runs `(until, how many)`, ascending.
+fn runs(settled: &[(Millis, u32)], entries: &[Entry]) -> Vec<(Millis, u64)> {
+    let mut v: Vec<(Millis, u64)> = settled
+        .iter()
+        .map(|&(t, c)| (t, u64::from(c)))
+        .chain(entries.iter().map(|e| (e.until, 1)))
+        .collect();
+    v.sort_unstable_by_key(|r| r.0);
+    v
 }
 
 /// Every counted call's `until`, ascending: the settled counts expanded, then the entries.
@@ -256,6 +297,19 @@ impl TenantWindows {
         )
     }
 
+    /// A route's calls as runs `(until, how many)` in time order (for the checks every call
+    /// makes: no expansion of the settled counts).
+    fn route_runs(&self, route: &str) -> Vec<(Millis, u64)> {
+        runs(
+            self.settled.get(route).map_or(&[][..], Vec::as_slice),
+            self.routes.get(route).map_or(&[][..], Vec::as_slice),
+        )
+    }
+
+    fn create_runs(&self) -> Vec<(Millis, u64)> {
+        runs(&self.settled_creates, &self.creates)
+    }
+
     fn create_untils(&self) -> Vec<Millis> {
         sorted_untils(&self.settled_creates, &self.creates)
     }
@@ -308,12 +362,12 @@ impl TenantWindows {
         now: Millis,
     ) -> Option<(Millis, Limiter, Rate)> {
         let mut worst = (
-            earliest_slot(&self.route_untils(route), limits.per_route, now),
+            earliest_slot_runs(&self.route_runs(route), limits.per_route, now),
             Limiter::Route,
             limits.per_route,
         );
         if is_create {
-            let c = earliest_slot(&self.create_untils(), limits.user_creates, now);
+            let c = earliest_slot_runs(&self.create_runs(), limits.user_creates, now);
             if c > worst.0 {
                 worst = (c, Limiter::Creates, limits.user_creates);
             }
@@ -775,11 +829,10 @@ impl Ledger {
         let now_ms = to_millis(now);
         let limits = self.limits;
         self.locked(None, now_ms, |t| {
-            let untils = t.route_untils(route);
-            let mut remaining = free_slots(&untils, limits.per_route, now_ms);
+            let mut remaining = free_slots_runs(&t.route_runs(route), limits.per_route, now_ms);
             if is_create {
-                let c = t.create_untils();
-                remaining = remaining.min(free_slots(&c, limits.user_creates, now_ms));
+                let c = t.create_runs();
+                remaining = remaining.min(free_slots_runs(&c, limits.user_creates, now_ms));
             }
             if t.blocked.get(route).is_some_and(|&b| b > now_ms) {
                 remaining = 0;
@@ -981,6 +1034,42 @@ mod tests {
         drop(b);
         let far = later + Duration::from_millis(10_100);
         assert_eq!(a.budget_at(route, false, far).unwrap().remaining, 3);
+    }
+
+    #[test]
+    fn runs_count_like_the_calls_they_stand_for() {
+        // Deterministic pseudo-random windows: runs and their expansion agree everywhere.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for _ in 0..500 {
+            let rate = Rate {
+                count: 1 + next(8) as u32,
+                per: Duration::from_millis(1 + next(5_000)),
+            };
+            let mut runs: Vec<(Millis, u64)> = (0..next(6))
+                .map(|_| (T0 + next(10_000) as i64, 1 + next(4)))
+                .collect();
+            runs.sort_unstable_by_key(|r| r.0);
+            let untils: Vec<Millis> = runs
+                .iter()
+                .flat_map(|&(t, c)| std::iter::repeat_n(t, c as usize))
+                .collect();
+            let now = T0 + next(15_000) as i64;
+            assert_eq!(
+                earliest_slot_runs(&runs, rate, now),
+                earliest_slot(&untils, rate, now),
+                "{runs:?} {rate} {now}"
+            );
+            assert_eq!(
+                free_slots_runs(&runs, rate, now),
+                free_slots(&untils, rate, now)
+            );
+        }
     }
 
     #[test]
