@@ -1369,9 +1369,9 @@ impl CarboniteClient {
                 (!t.contains(['/', '~'])).then_some(t)
             });
             let mut keys = Vec::with_capacity(items.len());
+            // The top-level id and key, read in one pass over each item's text.
+            let names: Vec<&str> = top_id.into_iter().chain(key_field).collect();
             for (n, v) in items.iter().enumerate() {
-                // The top-level id and key in one pass over the item's text.
-                let names: Vec<&str> = top_id.into_iter().chain(key_field).collect();
                 let mut found = if names.is_empty() {
                     Vec::new()
                 } else {
