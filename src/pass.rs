@@ -593,6 +593,11 @@ fn finish(
     let listed_at = listed.listed_at;
     let tables = listed.tables;
     let fields = fingerprint_fields(cfg);
+    // `git rev-parse` (~3 ms) runs while the desired state is rendered.
+    let git = std::thread::spawn({
+        let dir = cfg.dir.clone();
+        move || git_commit(&dir)
+    });
 
     let clock = std::time::Instant::now();
     let (engine, compiled) = compile_mappings(cfg)?;
@@ -755,7 +760,7 @@ fn finish(
     let meta = PlanMeta {
         generated_at: rfc3339(started),
         config_digest: config_digest(cfg),
-        git_commit: git_commit(&cfg.dir),
+        git_commit: joined(git),
         cache_age: listed
             .cache_listed_at
             .as_deref()

@@ -349,6 +349,20 @@ fn ahead_requests(
         .collect()
 }
 
+/// The calls a listing announced to the ledger ([`Ledger::expect`]), ended on drop.
+struct Announced<'l> {
+    ledger: &'l Ledger,
+    route: Option<String>,
+}
+
+impl Drop for Announced<'_> {
+    fn drop(&mut self) {
+        if let Some(route) = &self.route {
+            self.ledger.expect(route, 0, Duration::ZERO);
+        }
+    }
+}
+
 /// A page requested ahead: its request, the call, and its answer once it came.
 type AheadPage<'a> = (
     PageRequest,
@@ -617,6 +631,17 @@ impl CarboniteClient {
             .user_agent(concat!("carbonite-sync/", env!("CARGO_PKG_VERSION")));
         if loopback {
             builder = builder.no_proxy();
+        }
+        // Without an https URL the client never makes a TLS handshake (redirects are off):
+        // skip loading the platform's CA store, a few milliseconds before the first request.
+        let https = |u: &str| u.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("https:"));
+        let plain_http = base.scheme() == "http"
+            && s.endpoints.values().all(|e| match &e.target {
+                EndpointTarget::Url(u) => !https(u),
+                EndpointTarget::Path(_) => true,
+            });
+        if plain_http {
+            builder = builder.tls_certs_only(std::iter::empty());
         }
         let http = builder
             .build()
@@ -1267,6 +1292,12 @@ impl CarboniteClient {
             (_, true) => Some(self.route_of_url(&method, u)),
             (_, false) => None,
         };
+        // The pages the total announces are reserved in the ledger together (one write);
+        // what the listing did not use is given back when it ends, however it ends.
+        let announced = Announced {
+            ledger: &self.ledger,
+            route: route_of(&url),
+        };
         let mut pager = Pager::new(&e.pagination);
         let mut request = pager.first();
         let mut current = url.clone();
@@ -1425,6 +1456,9 @@ impl CarboniteClient {
             {
                 let queued = ahead.requests().cloned().collect::<Vec<_>>();
                 let wanted = ahead_requests(&e.pagination, next, pager.seen(), pager.total());
+                if let Some(route) = &announced.route {
+                    self.ledger.expect(route, wanted.len(), LEDGER_HOLD_MARGIN);
+                }
                 if !wanted.starts_with(&queued) {
                     ahead.clear();
                 }

@@ -477,13 +477,55 @@ pub struct Ledger {
     local: Mutex<Local>,
 }
 
-/// The file as this process last read or wrote it, and the completions not written yet.
+/// The file as this process last read or wrote it, the completions not written yet, and the
+/// slots reserved ahead for calls announced with [`Ledger::expect`].
 #[derive(Debug, Default)]
 struct Local {
     memo: Option<(FileId, LedgerFile)>,
     /// (reservation id, route, is_create, arrival): applied to every view of the windows,
     /// written with the next write.
     pending: Vec<(u64, String, bool, Millis)>,
+    /// Calls announced per route and not reserved yet.
+    expected: BTreeMap<String, Expected>,
+    /// Slots reserved ahead per route, not used yet (in the file, counted like any call).
+    pool: BTreeMap<String, Vec<Entry>>,
+    /// (reservation id, route) of pooled slots never used: removed from the file with the next
+    /// write (no call was made with them).
+    released: Vec<(u64, String)>,
+}
+
+/// Calls announced for a route: how many, and how long after its reservation a slot reserved
+/// ahead may still be used.
+#[derive(Clone, Copy, Debug)]
+struct Expected {
+    calls: usize,
+    within: Millis,
+}
+
+impl Local {
+    /// A pooled slot of `route` still usable at `now`; the expired ones are released.
+    fn take_pooled(&mut self, route: &str, now: Millis) -> Option<Entry> {
+        let within = self.expected.get(route).map_or(0, |e| e.within);
+        let pool = self.pool.get_mut(route)?;
+        while let Some(entry) = pool.pop() {
+            if entry.at.saturating_add(within) >= now {
+                if let Some(e) = self.expected.get_mut(route) {
+                    e.calls = e.calls.saturating_sub(1);
+                }
+                return Some(entry);
+            }
+            self.released.push((entry.id, route.to_string()));
+        }
+        None
+    }
+
+    /// Every pooled slot released (the process is done with them).
+    fn release_pool(&mut self) {
+        for (route, entries) in std::mem::take(&mut self.pool) {
+            self.released
+                .extend(entries.into_iter().map(|e| (e.id, route.clone())));
+        }
+    }
 }
 
 /// What tells a rewritten file from the one this process knows: every write is a rename of a
@@ -528,6 +570,14 @@ impl FileId {
 }
 
 impl TenantWindows {
+    /// Remove reservation `id` of `route` (a slot reserved ahead and never used).
+    fn remove(&mut self, id: u64, route: &str) {
+        if let Some(entries) = self.routes.get_mut(route) {
+            entries.retain(|e| e.id != id);
+        }
+        self.creates.retain(|e| e.id != id);
+    }
+
     /// Lower the `until` of reservation `id` to `arrived` (never below its `at`).
     fn lower(&mut self, id: u64, route: &str, is_create: bool, arrived: Millis) {
         let lower = |entries: &mut Vec<Entry>| {
@@ -632,10 +682,13 @@ impl Ledger {
         for (id, route, is_create, arrived) in &local.pending {
             tenant.lower(*id, route, *is_create, *arrived);
         }
+        for (id, route) in &local.released {
+            tenant.remove(*id, route);
+        }
         tenant.prune(self.limits, now);
         let (result, mut changed) = f(&mut tenant);
         // Completions waiting to be written go with any write.
-        changed |= write.is_some() && !local.pending.is_empty();
+        changed |= write.is_some() && !(local.pending.is_empty() && local.released.is_empty());
         let Some(durable) = write.filter(|_| changed) else {
             // Unchanged: what was read is still the file.
             if let Some(id) = id {
@@ -660,6 +713,7 @@ impl Ledger {
             })?;
             write_atomic(&self.path, &bytes, durable).map_err(self.io("write", &self.path))?;
             local.pending.clear();
+            local.released.clear();
             // The file is now what this process wrote (the lock is still held).
             if let Some(id) = FileId::of(&self.path).map_err(self.io("read", &self.path))? {
                 local.memo = Some((id, file));
@@ -704,8 +758,21 @@ impl Ledger {
         now: SystemTime,
     ) -> Result<Reservation, LedgerError> {
         let now_ms = to_millis(now);
-        // 53 bits: exact in every JSON reader (doubles).
-        let id: u64 = rand::random::<u64>() >> 11;
+        // Announced calls: a slot reserved ahead is used without touching the file.
+        let want = if is_create {
+            1
+        } else {
+            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(entry) = local.take_pooled(route, now_ms) {
+                return Ok(Reservation {
+                    id: entry.id,
+                    route: route.to_string(),
+                    is_create,
+                    at: from_millis(entry.at),
+                });
+            }
+            local.expected.get(route).map_or(1, |e| e.calls.max(1))
+        };
         let limits = self.limits;
         let hold = duration_millis(self.hold);
         let outcome = self.locked(Some(true), now_ms, |t| {
@@ -718,24 +785,73 @@ impl Ledger {
                 };
                 return (Err(refusal), false);
             }
-            let entry = Entry {
-                id,
-                at: now_ms,
-                until: now_ms.saturating_add(hold),
-            };
-            t.routes.entry(route.to_string()).or_default().push(entry);
+            // One slot, or as many of the announced calls as the window admits now (one
+            // durable write for all of them).
+            let free = free_slots_runs(&t.route_runs(route), limits.per_route, now_ms);
+            let take = want.min(free as usize).max(1);
+            let entries: Vec<Entry> = (0..take)
+                .map(|_| Entry {
+                    // 53 bits: exact in every JSON reader (doubles).
+                    id: rand::random::<u64>() >> 11,
+                    at: now_ms,
+                    until: now_ms.saturating_add(hold),
+                })
+                .collect();
+            t.routes
+                .entry(route.to_string())
+                .or_default()
+                .extend(&entries);
             if is_create {
-                t.creates.push(entry);
+                t.creates.extend(&entries);
             }
-            (Ok(()), true)
+            (Ok(entries), true)
         });
-        outcome??;
+        let mut entries = outcome??;
+        let first = entries.remove(0);
+        if !entries.is_empty() {
+            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = local.expected.get_mut(route) {
+                e.calls = e.calls.saturating_sub(entries.len() + 1);
+            }
+            local
+                .pool
+                .entry(route.to_string())
+                .or_default()
+                .extend(entries);
+        }
         Ok(Reservation {
-            id,
+            id: first.id,
             route: route.to_string(),
             is_create,
             at: now,
         })
+    }
+
+    /// `calls` more calls to `route` (not creates) follow now: the next reservation takes
+    /// slots for as many of them as the window admits in one write, and those slots serve the
+    /// following reservations for `within` after they were taken (the margin the hold keeps
+    /// beyond the request timeout, so a call made with one still ends before its `until`).
+    /// Slots not used by then, or by [`flush`](Self::flush), are given back.
+    /// `calls == 0` ends the announcement and gives the route's unused slots back.
+    pub fn expect(&self, route: &str, calls: usize, within: Duration) {
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        if calls == 0 {
+            local.expected.remove(route);
+            if let Some(entries) = local.pool.remove(route) {
+                local
+                    .released
+                    .extend(entries.into_iter().map(|e| (e.id, route.to_string())));
+            }
+            return;
+        }
+        let pooled = local.pool.get(route).map_or(0, Vec::len);
+        local.expected.insert(
+            route.to_string(),
+            Expected {
+                calls: calls.saturating_sub(pooled),
+                within: duration_millis(within),
+            },
+        );
     }
 
     /// Take a slot, sleeping until one frees as long as that is no later than `deadline`
@@ -789,15 +905,16 @@ impl Ledger {
         Ok(())
     }
 
-    /// Write the completions this process has not written yet (also done on drop).
+    /// Write the completions this process has not written yet and give back the slots it
+    /// reserved ahead and did not use (also done on drop).
     pub fn flush(&self) -> Result<(), LedgerError> {
-        let pending = !self
-            .local
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pending
-            .is_empty();
-        if pending {
+        let dirty = {
+            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            local.expected.clear();
+            local.release_pool();
+            !(local.pending.is_empty() && local.released.is_empty())
+        };
+        if dirty {
             self.locked(Some(false), to_millis(SystemTime::now()), |_| ((), true))?;
         }
         Ok(())
@@ -1034,6 +1151,113 @@ mod tests {
         drop(b);
         let far = later + Duration::from_millis(10_100);
         assert_eq!(a.budget_at(route, false, far).unwrap().remaining, 3);
+    }
+
+    /// How many calls of `route` the file counts (entries and settled buckets).
+    fn counted(dir: &Path, route: &str) -> u64 {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(LEDGER_FILE)).unwrap()).unwrap();
+        let t = &v["tenants"]["k"];
+        let entries = t["routes"][route].as_array().map_or(0, Vec::len) as u64;
+        let settled: u64 = t["settled"][route]
+            .as_array()
+            .map_or(0, |b| b.iter().map(|b| b[1].as_u64().unwrap()).sum());
+        entries + settled
+    }
+
+    #[test]
+    fn announced_calls_are_reserved_in_one_write_and_unused_slots_given_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(
+            dir.path(),
+            "k",
+            limits("100/1h", "100/1h"),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let other = Ledger::open(
+            dir.path(),
+            "k",
+            limits("100/1h", "100/1h"),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        // Near the real clock: `flush` and `drop` write at the time they run.
+        let t = from_millis((to_millis(SystemTime::now()) / 1000 + 1) * 1000);
+        let route = "GET /api/users";
+        let path = dir.path().join(LEDGER_FILE);
+        l.expect(route, 10, Duration::from_secs(2));
+        let first = l.try_reserve_at(route, false, t).unwrap();
+        // All ten slots are in the file after the first reservation: another process counts
+        // them before the calls are made.
+        assert_eq!(counted(dir.path(), route), 10);
+        assert_eq!(other.budget_at(route, false, t).unwrap().remaining, 90);
+        let written = FileId::of(&path).unwrap();
+        let mut ids = vec![first.id];
+        for i in 1..6 {
+            let r = l
+                .try_reserve_at(route, false, t + Duration::from_millis(i))
+                .unwrap();
+            ids.push(r.id);
+        }
+        // Served from the slots taken ahead: the file was not written again.
+        assert_eq!(FileId::of(&path).unwrap(), written);
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 6, "each call has its own slot");
+        // The listing ends after six calls: the four slots it did not use are given back.
+        l.expect(route, 0, Duration::ZERO);
+        l.flush().unwrap();
+        assert_eq!(counted(dir.path(), route), 6);
+        assert_eq!(other.budget_at(route, false, t).unwrap().remaining, 94);
+    }
+
+    #[test]
+    fn announced_calls_take_only_the_free_slots_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(
+            dir.path(),
+            "k",
+            limits("4/1h", "100/1h"),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        // Near the real clock: `flush` and `drop` write at the time they run.
+        let t = from_millis((to_millis(SystemTime::now()) / 1000 + 1) * 1000);
+        let route = "GET /api/users";
+        // Ten announced, four admitted: the fifth call is refused as without the announcement.
+        l.expect(route, 10, Duration::from_secs(2));
+        for i in 0..4 {
+            l.try_reserve_at(route, false, t + Duration::from_millis(i))
+                .unwrap();
+        }
+        assert!(matches!(
+            l.try_reserve_at(route, false, t + Duration::from_millis(5)),
+            Err(LedgerError::NoBudget(_))
+        ));
+        assert_eq!(counted(dir.path(), route), 4);
+
+        // A slot taken ahead is used only within `within` of its reservation (the hold's margin
+        // beyond the request timeout); later it is given back and a fresh one taken.
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(
+            dir.path(),
+            "k",
+            limits("100/1h", "100/1h"),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        l.expect(route, 3, Duration::from_secs(2));
+        let a = l.try_reserve_at(route, false, t).unwrap();
+        assert_eq!(counted(dir.path(), route), 3);
+        let b = l
+            .try_reserve_at(route, false, t + Duration::from_secs(3))
+            .unwrap();
+        assert_ne!(a.id, b.id);
+        assert_eq!(b.at, t + Duration::from_secs(3), "a fresh slot");
+        // Dropping the ledger gives the unused slots back: two calls were made.
+        drop(l);
+        assert_eq!(counted(dir.path(), route), 2);
     }
 
     #[test]

@@ -60,7 +60,8 @@ struct Client {
     page_size: u32,
     timeout: Duration,
     ca_file: Option<PathBuf>,
-    tls: Arc<ClientConfig>,
+    /// `None` for a plain `ldap://` URL without StartTLS.
+    tls: Option<Arc<ClientConfig>>,
     flavor: Flavor,
     disabled: Option<Filter>,
 }
@@ -86,10 +87,19 @@ impl Client {
         let error = |failure, message: String| {
             DirectoryError::new(failure, &settings.url, &settings.base_dn, "", message)
         };
-        let tls = tls::client_config(settings.ca_file.as_deref(), settings.insecure_skip_verify)
-            .map_err(|e| {
-                error(Failure::Tls, e).with_hint("tls.caFile must be a PEM file of CA certificates")
-            })?;
+        // The system's CA store is loaded only for a TLS connection (a few milliseconds of
+        // start-up otherwise); a CA file is always read now, so a bad one fails before any search.
+        let tls = if uses_tls(&settings.url, settings.start_tls) || settings.ca_file.is_some() {
+            Some(
+                tls::client_config(settings.ca_file.as_deref(), settings.insecure_skip_verify)
+                    .map_err(|e| {
+                        error(Failure::Tls, e)
+                            .with_hint("tls.caFile must be a PEM file of CA certificates")
+                    })?,
+            )
+        } else {
+            None
+        };
         let disabled = disabled_filter
             .map(|f| {
                 Filter::parse(f).map_err(|e| {
@@ -192,10 +202,12 @@ impl Client {
 
     /// Connect (TCP, TLS or StartTLS) and bind.
     async fn connect(&self, request: &SearchRequest) -> Result<Ldap, DirectoryError> {
-        let settings = LdapConnSettings::new()
+        let mut settings = LdapConnSettings::new()
             .set_conn_timeout(self.timeout)
-            .set_config(self.tls.clone())
             .set_starttls(self.start_tls);
+        if let Some(tls) = &self.tls {
+            settings = settings.set_config(tls.clone());
+        }
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.url)
             .await
             .map_err(|e| self.connect_error(request, e))?;
@@ -519,11 +531,7 @@ impl Client {
     }
 
     fn uses_tls(&self) -> bool {
-        self.start_tls
-            || self
-                .url
-                .get(..8)
-                .is_some_and(|s| s.eq_ignore_ascii_case("ldaps://"))
+        uses_tls(&self.url, self.start_tls)
     }
 
     fn tls_failure(&self, request: &SearchRequest, source: &std::io::Error) -> DirectoryError {
@@ -702,6 +710,14 @@ impl DirectorySource for LdapSource {
             Ok(entries)
         })
     }
+}
+
+/// Whether a connection to `url` is encrypted (ldaps, or StartTLS).
+fn uses_tls(url: &str, start_tls: bool) -> bool {
+    start_tls
+        || url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("ldaps://"))
 }
 
 fn flavor_name(flavor: Flavor) -> &'static str {

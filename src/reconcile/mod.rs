@@ -480,45 +480,35 @@ pub fn reconcile(input: &Input) -> Plan {
                 .collect()
         })
         .collect();
+    // Matched accounts diff independently: big lists are cut into one chunk per core (scoped
+    // threads), joined in order, so the result does not depend on the split.
+    let diff = |chunk: &[(&DesiredAccount, &ObservedAccount)]| {
+        diff_matched(chunk, mappings, &rule_kinds, input, &selected, &fp)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let parts: Vec<(Vec<Change>, usize)> = if threads > 1 && matched.len() >= PARALLEL_MIN {
+        let size = matched.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let diff = &diff;
+            let handles: Vec<_> = matched
+                .chunks(size)
+                .skip(1)
+                .map(|chunk| s.spawn(move || diff(chunk)))
+                .collect();
+            let mut parts = vec![diff(&matched[..size])];
+            parts.extend(handles.into_iter().map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }));
+            parts
+        })
+    } else {
+        vec![diff(&matched)]
+    };
     let mut unchanged = 0usize;
-    for (d, a) in &matched {
-        let m = &mappings[d.mapping];
-        if !selected(m) {
-            continue;
-        }
-        let before = changes.len();
-        if policy.update {
-            let mut fields = Vec::new();
-            let rules = m.attributes.iter().zip(&rule_kinds[d.mapping]);
-            for ((r, (status, guid)), want) in rules.zip(d.values.iter()) {
-                if *status || r.create_only {
-                    continue;
-                }
-                let want = want.as_deref();
-                let have = a.get(&r.field);
-                let write = match r.strength {
-                    Strength::Weak => have.is_none() && want.is_some(),
-                    Strength::Strong => {
-                        let skip_empty = want.is_none() && r.omit_if_empty;
-                        !skip_empty && !values_equal_as(*guid, have, want, r.compare)
-                    }
-                };
-                if write {
-                    fields.push(FieldChange {
-                        name: r.field.clone(),
-                        before: have.map(str::to_string),
-                        after: want.map(str::to_string),
-                    });
-                }
-            }
-            if !fields.is_empty() {
-                changes.push(change(Action::Update, m, d, Some(a), fp(a), fields));
-            }
-        }
-        status_change(&mut changes, m, d, a, input.suspended_by_us, &fp);
-        if changes.len() == before {
-            unchanged += 1;
-        }
+    for (part, n) in parts {
+        changes.extend(part);
+        unchanged += n;
     }
 
     // Orphans.
@@ -625,6 +615,63 @@ impl Held {
     fn contains(&self, ns: usize, key: &str) -> bool {
         self.0[ns].contains(key)
     }
+}
+
+/// Lists at least this long are diffed on several threads.
+const PARALLEL_MIN: usize = 10_000;
+
+/// Update, reactivate and suspend changes of matched accounts, and how many are unchanged.
+fn diff_matched(
+    matched: &[(&DesiredAccount, &ObservedAccount)],
+    mappings: &[Mapping],
+    rule_kinds: &[Vec<(bool, bool)>],
+    input: &Input,
+    selected: &(dyn Fn(&Mapping) -> bool + Sync),
+    fp: &(dyn Fn(&ObservedAccount) -> Option<String> + Sync),
+) -> (Vec<Change>, usize) {
+    let policy = input.policy;
+    let mut changes = Vec::new();
+    let mut unchanged = 0usize;
+    for (d, a) in matched {
+        let m = &mappings[d.mapping];
+        if !selected(m) {
+            continue;
+        }
+        let before = changes.len();
+        if policy.update {
+            let mut fields = Vec::new();
+            let rules = m.attributes.iter().zip(&rule_kinds[d.mapping]);
+            for ((r, (status, guid)), want) in rules.zip(d.values.iter()) {
+                if *status || r.create_only {
+                    continue;
+                }
+                let want = want.as_deref();
+                let have = a.get(&r.field);
+                let write = match r.strength {
+                    Strength::Weak => have.is_none() && want.is_some(),
+                    Strength::Strong => {
+                        let skip_empty = want.is_none() && r.omit_if_empty;
+                        !skip_empty && !values_equal_as(*guid, have, want, r.compare)
+                    }
+                };
+                if write {
+                    fields.push(FieldChange {
+                        name: r.field.clone(),
+                        before: have.map(str::to_string),
+                        after: want.map(str::to_string),
+                    });
+                }
+            }
+            if !fields.is_empty() {
+                changes.push(change(Action::Update, m, d, Some(a), fp(a), fields));
+            }
+        }
+        status_change(&mut changes, m, d, a, input.suspended_by_us, fp);
+        if changes.len() == before {
+            unchanged += 1;
+        }
+    }
+    (changes, unchanged)
 }
 
 fn change(
