@@ -111,8 +111,14 @@ fn namespace(m: &Mapping) -> Vec<String> {
     e
 }
 
-/// Run the reconcile core.
+/// Run the reconcile core (big lists of matched accounts diffed on one thread per core).
 pub fn reconcile(input: &Input) -> Plan {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    reconcile_with(input, threads)
+}
+
+/// [`reconcile`] on at most `threads` threads; the plan does not depend on `threads`.
+pub fn reconcile_with(input: &Input, threads: usize) -> Plan {
     let mappings = input.mappings;
     let policy = input.policy;
     let mut plan = Plan::default();
@@ -485,7 +491,6 @@ pub fn reconcile(input: &Input) -> Plan {
     let diff = |chunk: &[(&DesiredAccount, &ObservedAccount)]| {
         diff_matched(chunk, mappings, &rule_kinds, input, &selected, &fp)
     };
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let parts: Vec<(Vec<Change>, usize)> = if threads > 1 && matched.len() >= PARALLEL_MIN {
         let size = matched.len().div_ceil(threads);
         std::thread::scope(|s| {

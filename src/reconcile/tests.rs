@@ -220,6 +220,49 @@ impl World {
     }
 }
 
+#[test]
+fn big_lists_give_the_same_plan_on_any_number_of_threads() {
+    // Past the parallel threshold: 25,000 matched accounts with updates, suspends and
+    // reactivations spread over every chunk.
+    let n = 25_000;
+    let mut accounts = Vec::new();
+    let mut observed = Vec::new();
+    let mut suspended = BTreeSet::new();
+    for i in 0..n {
+        let key = format!("E{i:05}");
+        let id = format!("u{i}");
+        let first = if i % 7 == 0 { "Changed" } else { "Ann" };
+        let want = if i % 11 == 0 { "Suspended" } else { "Active" };
+        let have = if i % 13 == 0 { "Suspended" } else { "Active" };
+        if i % 26 == 0 {
+            suspended.insert(id.clone());
+        }
+        accounts.push(desired(0, &key, &format!("{key}@x"), first, want));
+        observed.push(account(&id, Some(&key), &format!("{key}@x"), "Ann", have));
+    }
+    let mut w = World::new(accounts, observed);
+    w.suspended = suspended;
+    w.policy.max_destructive_count = None;
+    let fields = fp_fields();
+    let input = Input {
+        mappings: &w.mappings,
+        policy: &w.policy,
+        desired: &w.desired,
+        observed: &w.observed,
+        suspended_by_us: &w.suspended,
+        baseline: w.baseline.as_ref(),
+        fingerprint_fields: &fields,
+        options: w.options.clone(),
+    };
+    let one = reconcile_with(&input, 1);
+    assert!(one.summary.update > 3_000, "{:?}", one.summary);
+    assert!(one.summary.suspend > 1_000, "{:?}", one.summary);
+    assert!(one.summary.reactivate > 0, "{:?}", one.summary);
+    for threads in [2, 3, 8] {
+        assert_eq!(reconcile_with(&input, threads), one, "{threads} threads");
+    }
+}
+
 fn actions(p: &Plan) -> Vec<(Action, String)> {
     p.changes
         .iter()
