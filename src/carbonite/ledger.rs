@@ -66,6 +66,8 @@ pub const LEDGER_LOCK_FILE: &str = "ledger.lock";
 const FORMAT_VERSION: u32 = 2;
 /// Older formats this build reads (version 1 had no settled counts).
 const READS_VERSIONS: [u32; 2] = [1, 2];
+/// Most slots one reservation takes ahead for announced calls ([`Ledger::expect`]).
+const AHEAD_MAX: usize = 32;
 /// Entries of *other* tenants (whose limits this process does not know) are dropped after this.
 const FOREIGN_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
 
@@ -786,9 +788,11 @@ impl Ledger {
                 return (Err(refusal), false);
             }
             // One slot, or as many of the announced calls as the window admits now (one
-            // durable write for all of them).
+            // durable write for all of them), at most `AHEAD_MAX` and a quarter of the limit:
+            // a process killed before giving unused slots back leaves them counted.
             let free = free_slots_runs(&t.route_runs(route), limits.per_route, now_ms);
-            let take = want.min(free as usize).max(1);
+            let cap = AHEAD_MAX.min((limits.per_route.count / 4).max(1) as usize);
+            let take = want.min(free as usize).min(cap).max(1);
             let entries: Vec<Entry> = (0..take)
                 .map(|_| Entry {
                     // 53 bits: exact in every JSON reader (doubles).
@@ -828,7 +832,8 @@ impl Ledger {
     }
 
     /// `calls` more calls to `route` (not creates) follow now: the next reservation takes
-    /// slots for as many of them as the window admits in one write, and those slots serve the
+    /// slots for as many of them as the window admits in one write (at most 32, and at most a
+    /// quarter of the route's limit), and those slots serve the
     /// following reservations for `within` after they were taken (the margin the hold keeps
     /// beyond the request timeout, so a call made with one still ends before its `until`).
     /// Slots not used by then, or by [`flush`](Self::flush), are given back.
@@ -1258,6 +1263,21 @@ mod tests {
         // Dropping the ledger gives the unused slots back: two calls were made.
         drop(l);
         assert_eq!(counted(dir.path(), route), 2);
+
+        // One write takes at most 32 slots ahead, and at most a quarter of the limit.
+        for (limit, taken) in [("1000/1h", 32), ("50/1h", 12)] {
+            let dir = tempfile::tempdir().unwrap();
+            let l = Ledger::open(
+                dir.path(),
+                "k",
+                limits(limit, "100/1h"),
+                Duration::from_secs(30),
+            )
+            .unwrap();
+            l.expect(route, 100, Duration::from_secs(2));
+            l.try_reserve_at(route, false, t).unwrap();
+            assert_eq!(counted(dir.path(), route), taken, "{limit}");
+        }
     }
 
     #[test]
