@@ -19,6 +19,15 @@
 //! A 429 leaves its entry in place (the vendor may count refused calls) and records the
 //! server's `Retry-After` as a block on the route, honoured by every process.
 //!
+//! Calls announced with [`Ledger::expect`] (a listing's remaining pages) are reserved together:
+//! one write adds an entry for each of up to 32 of them (at most a quarter of the route's
+//! limit, and only what the window admits), and the following reservations take those entries
+//! without touching the file. An entry reserved ahead is used only within the hold's margin
+//! beyond the request timeout (the `within` of `expect`), so a call made with it is still
+//! answered or timed out before its `until`, and the rule above holds unchanged. Entries never
+//! used are removed (no call was made with them) with the next write, when the announcement
+//! ends, or on [`Ledger::flush`]; a process killed first leaves them counted, which is safe.
+//!
 //! # The file
 //!
 //! `<state>/ledger.json` (mode 0600), guarded by an exclusive `flock` on `<state>/ledger.lock`
@@ -1158,6 +1167,22 @@ mod tests {
         assert_eq!(a.budget_at(route, false, far).unwrap().remaining, 3);
     }
 
+    /// A ledger of tenant `k` with `per_route` limits (creates 100/1h) and a 30 s hold.
+    fn ledger(dir: &Path, per_route: &str) -> Ledger {
+        Ledger::open(
+            dir,
+            "k",
+            limits(per_route, "100/1h"),
+            Duration::from_secs(30),
+        )
+        .unwrap()
+    }
+
+    /// A whole second near the real clock (`flush` and `drop` write at the time they run).
+    fn near_now() -> SystemTime {
+        from_millis((to_millis(SystemTime::now()) / 1000 + 1) * 1000)
+    }
+
     /// How many calls of `route` the file counts (entries and settled buckets).
     fn counted(dir: &Path, route: &str) -> u64 {
         let v: serde_json::Value =
@@ -1173,22 +1198,9 @@ mod tests {
     #[test]
     fn announced_calls_are_reserved_in_one_write_and_unused_slots_given_back() {
         let dir = tempfile::tempdir().unwrap();
-        let l = Ledger::open(
-            dir.path(),
-            "k",
-            limits("100/1h", "100/1h"),
-            Duration::from_secs(30),
-        )
-        .unwrap();
-        let other = Ledger::open(
-            dir.path(),
-            "k",
-            limits("100/1h", "100/1h"),
-            Duration::from_secs(30),
-        )
-        .unwrap();
-        // Near the real clock: `flush` and `drop` write at the time they run.
-        let t = from_millis((to_millis(SystemTime::now()) / 1000 + 1) * 1000);
+        let l = ledger(dir.path(), "100/1h");
+        let other = ledger(dir.path(), "100/1h");
+        let t = near_now();
         let route = "GET /api/users";
         let path = dir.path().join(LEDGER_FILE);
         l.expect(route, 10, Duration::from_secs(2));
@@ -1220,15 +1232,8 @@ mod tests {
     #[test]
     fn announced_calls_take_only_the_free_slots_and_expire() {
         let dir = tempfile::tempdir().unwrap();
-        let l = Ledger::open(
-            dir.path(),
-            "k",
-            limits("4/1h", "100/1h"),
-            Duration::from_secs(30),
-        )
-        .unwrap();
-        // Near the real clock: `flush` and `drop` write at the time they run.
-        let t = from_millis((to_millis(SystemTime::now()) / 1000 + 1) * 1000);
+        let l = ledger(dir.path(), "4/1h");
+        let t = near_now();
         let route = "GET /api/users";
         // Ten announced, four admitted: the fifth call is refused as without the announcement.
         l.expect(route, 10, Duration::from_secs(2));
@@ -1245,13 +1250,7 @@ mod tests {
         // A slot taken ahead is used only within `within` of its reservation (the hold's margin
         // beyond the request timeout); later it is given back and a fresh one taken.
         let dir = tempfile::tempdir().unwrap();
-        let l = Ledger::open(
-            dir.path(),
-            "k",
-            limits("100/1h", "100/1h"),
-            Duration::from_secs(30),
-        )
-        .unwrap();
+        let l = ledger(dir.path(), "100/1h");
         l.expect(route, 3, Duration::from_secs(2));
         let a = l.try_reserve_at(route, false, t).unwrap();
         assert_eq!(counted(dir.path(), route), 3);
@@ -1267,13 +1266,7 @@ mod tests {
         // One write takes at most 32 slots ahead, and at most a quarter of the limit.
         for (limit, taken) in [("1000/1h", 32), ("50/1h", 12)] {
             let dir = tempfile::tempdir().unwrap();
-            let l = Ledger::open(
-                dir.path(),
-                "k",
-                limits(limit, "100/1h"),
-                Duration::from_secs(30),
-            )
-            .unwrap();
+            let l = ledger(dir.path(), limit);
             l.expect(route, 100, Duration::from_secs(2));
             l.try_reserve_at(route, false, t).unwrap();
             assert_eq!(counted(dir.path(), route), taken, "{limit}");
