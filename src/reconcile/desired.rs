@@ -150,28 +150,10 @@ pub fn render_with(
         d.accounts.reserve(list.len());
         // Entries render independently: big lists are cut into one chunk per core, rendered
         // on scoped threads and joined in order, so the result is the same as in one piece.
-        if threads > 1 && list.len() >= PARALLEL_MIN {
-            let size = list.len().div_ceil(threads);
-            let parts: Vec<Desired> = std::thread::scope(|s| {
-                let handles: Vec<_> = list
-                    .chunks(size)
-                    .skip(1)
-                    .map(|chunk| s.spawn(move || render_entries(engine, mi, cm, chunk, base)))
-                    .collect();
-                let mut parts = vec![render_entries(engine, mi, cm, &list[..size], base)];
-                parts.extend(handles.into_iter().map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                }));
-                parts
-            });
-            for p in parts {
-                d.accounts.extend(p.accounts);
-                d.conflicts.extend(p.conflicts);
-                d.held.extend(p.held);
-            }
-        } else {
-            let p = render_entries(engine, mi, cm, list, base);
+        let parts = super::in_chunks(list, threads, |chunk| {
+            render_entries(engine, mi, cm, chunk, base)
+        });
+        for p in parts {
             d.accounts.extend(p.accounts);
             d.conflicts.extend(p.conflicts);
             d.held.extend(p.held);
@@ -179,9 +161,6 @@ pub fn render_with(
     }
     d
 }
-
-/// Lists at least this long are rendered on several threads.
-const PARALLEL_MIN: usize = 10_000;
 
 /// The desired accounts, conflicts and held keys of `list`, entries of mapping `mi`.
 fn render_entries(

@@ -491,25 +491,7 @@ pub fn reconcile_with(input: &Input, threads: usize) -> Plan {
     let diff = |chunk: &[(&DesiredAccount, &ObservedAccount)]| {
         diff_matched(chunk, mappings, &rule_kinds, input, &selected, &fp)
     };
-    let parts: Vec<(Vec<Change>, usize)> = if threads > 1 && matched.len() >= PARALLEL_MIN {
-        let size = matched.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let diff = &diff;
-            let handles: Vec<_> = matched
-                .chunks(size)
-                .skip(1)
-                .map(|chunk| s.spawn(move || diff(chunk)))
-                .collect();
-            let mut parts = vec![diff(&matched[..size])];
-            parts.extend(handles.into_iter().map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            }));
-            parts
-        })
-    } else {
-        vec![diff(&matched)]
-    };
+    let parts = in_chunks(&matched, threads, diff);
     let mut unchanged = 0usize;
     for (part, n) in parts {
         changes.extend(part);
@@ -622,8 +604,36 @@ impl Held {
     }
 }
 
-/// Lists at least this long are diffed on several threads.
+/// Lists at least this long are cut into chunks for several threads.
 const PARALLEL_MIN: usize = 10_000;
+
+/// `f` of `items`: in one piece, or — for lists of at least [`PARALLEL_MIN`] with `threads > 1`
+/// — in one chunk per thread on scoped threads (the first on this one), results in order. For
+/// work whose items are independent, so that the result does not depend on `threads`.
+pub(crate) fn in_chunks<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&[T]) -> R + Sync,
+) -> Vec<R> {
+    if threads <= 1 || items.len() < PARALLEL_MIN {
+        return vec![f(items)];
+    }
+    let size = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks(size)
+            .skip(1)
+            .map(|chunk| s.spawn(move || f(chunk)))
+            .collect();
+        let mut parts = vec![f(&items[..size])];
+        parts.extend(handles.into_iter().map(|h| {
+            h.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }));
+        parts
+    })
+}
 
 /// Update, reactivate and suspend changes of matched accounts, and how many are unchanged.
 fn diff_matched(
