@@ -1312,13 +1312,7 @@ mod tests {
     #[test]
     fn answered_calls_are_counted_in_buckets_and_version_1_is_read() {
         let dir = tempfile::tempdir().unwrap();
-        let l = Ledger::open(
-            dir.path(),
-            "k",
-            limits("5/10s", "100/1h"),
-            Duration::from_secs(30),
-        )
-        .unwrap();
+        let l = ledger(dir.path(), "5/10s");
         // Near the real clock (`block_until` writes at the time it runs), on a whole second.
         let base = (to_millis(SystemTime::now()) / 1000 + 1) * 1000;
         let t = from_millis(base);
